@@ -1,0 +1,7 @@
+//! The server-server side of Tidings: configuration of peers and their watchdogs.
+//! Signing keys, X-Matrix authentication, transactions and per-peer queues arrive
+//! with the federation issue; see spec/federation.md.
+
+pub mod config;
+
+pub use config::{FederationConfig, PeerConfig};

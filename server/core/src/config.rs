@@ -1,0 +1,58 @@
+//! Configuration of the parts that live in core, one small struct per area.
+//! The server binary composes them into the whole TOML file; every field has a
+//! default and unknown keys are refused, so a typo stops start-up.
+
+use serde::Deserialize;
+
+/// `[presence]`: timings of presence inference and batching.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PresenceConfig {
+    /// A device inactive this long is idle; a user whose devices are all idle is "unavailable".
+    pub idle_after_ms: u64,
+    /// With no syncing client for this long, a user is "offline".
+    pub offline_after_ms: u64,
+    /// Changes to one destination wait at most this long before they leave, coalesced per user.
+    pub batch_ms: u64,
+}
+
+impl Default for PresenceConfig {
+    fn default() -> Self {
+        Self { idle_after_ms: 300_000, offline_after_ms: 30_000, batch_ms: 10_000 }
+    }
+}
+
+/// One rate: a sustained number of actions per second and a burst allowance.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Rate {
+    /// Sustained actions per second.
+    pub per_second: f64,
+    /// Actions allowed at once before the sustained rate applies.
+    pub burst: u32,
+}
+
+/// `[rate_limits]`: per-action limits, generous enough for real clients.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// `false` turns every limit off (benchmarks, load tests).
+    pub enabled: bool,
+    /// Login attempts per client address.
+    pub login: Rate,
+    /// Registrations per client address.
+    pub register: Rate,
+    /// Presence and device-status writes per user.
+    pub presence: Rate,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            login: Rate { per_second: 1.0, burst: 10 },
+            register: Rate { per_second: 0.5, burst: 10 },
+            presence: Rate { per_second: 10.0, burst: 50 },
+        }
+    }
+}

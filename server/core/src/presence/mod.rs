@@ -1,0 +1,11 @@
+//! Presence: per-device activity, inferred idleness and absence, explicit status,
+//! and presence lists with consent. See [`PresenceService`].
+
+mod deadlines;
+pub mod lists;
+mod service;
+pub mod state;
+
+pub use lists::{Edge, PresenceLists, Subscription};
+pub use service::{PresenceService, SyncGuard, UserView};
+pub use state::{DeviceView, Snapshot, Timings};

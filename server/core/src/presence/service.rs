@@ -1,0 +1,487 @@
+//! The presence service: applies what clients do to each user's state machine,
+//! publishes visible changes on the sync stream, wakes exactly the users allowed to
+//! see them, times idleness and absence, and writes state behind to SQLite.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ruma::presence::PresenceState;
+use ruma::{OwnedUserId, UserId};
+
+use super::deadlines::Deadlines;
+use super::lists::{Edge, PresenceLists, Subscription};
+use super::state::{CarriedOver, Snapshot, Timings, UserPresence};
+use crate::clock::SharedClock;
+use crate::config::PresenceConfig;
+use crate::error::{Error, Result};
+use crate::ids::is_local;
+use crate::metrics::Metrics;
+use crate::storage::{Db, accounts as account_store, presence as store};
+use crate::sync::{Notifier, StreamCounter};
+
+/// How often presence is written behind to the database.
+const FLUSH_INTERVAL: Duration = Duration::from_millis(500);
+
+#[derive(Debug, Clone)]
+struct Entry {
+    presence: UserPresence,
+    published: Snapshot,
+    pos: u64,
+}
+
+/// A user's presence as one viewer may see it.
+#[derive(Debug, Clone)]
+pub struct UserView {
+    /// Whose.
+    pub user_id: OwnedUserId,
+    /// False when this server does not know (never heard, or stale).
+    pub known: bool,
+    /// The state.
+    pub snapshot: Snapshot,
+    /// When this view was taken (for `last_active_ago`).
+    pub now_ms: u64,
+}
+
+/// Presence for every user this server knows about.
+#[derive(Debug)]
+pub struct PresenceService {
+    server_name: String,
+    timings: Timings,
+    clock: SharedClock,
+    db: Db,
+    counter: Arc<StreamCounter>,
+    notifier: Arc<Notifier>,
+    lists: PresenceLists,
+    users: Mutex<HashMap<OwnedUserId, Entry>>,
+    dirty: Mutex<HashSet<OwnedUserId>>,
+    deadlines: Deadlines,
+    metrics: Arc<Metrics>,
+    /// Users who explicitly started (true) or stopped (false) watching their list.
+    polling: Mutex<HashMap<OwnedUserId, bool>>,
+}
+
+/// Keeps a device counted as syncing while alive; dropping it ends the sync, also
+/// when the client goes away mid-poll.
+#[derive(Debug)]
+pub struct SyncGuard {
+    service: Arc<PresenceService>,
+    user: OwnedUserId,
+    device: String,
+}
+
+impl Drop for SyncGuard {
+    fn drop(&mut self) {
+        let now = self.service.clock.now_ms();
+        let device = std::mem::take(&mut self.device);
+        self.service.update(&self.user, now, |p| p.sync_ended(&device, now));
+    }
+}
+
+impl PresenceService {
+    /// Load presence and presence lists from the database. Users who were present
+    /// before a restart stay so until their `offline_after_ms` runs out.
+    pub fn load(
+        db: Db,
+        config: &PresenceConfig,
+        clock: SharedClock,
+        counter: Arc<StreamCounter>,
+        notifier: Arc<Notifier>,
+        server_name: &str,
+        metrics: Arc<Metrics>,
+    ) -> Result<Arc<Self>> {
+        let timings = Timings { idle_after_ms: config.idle_after_ms, offline_after_ms: config.offline_after_ms };
+        let lists = PresenceLists::load(db.clone())?;
+        let (rows, kinds) = db.call_blocking(|c| Ok((store::load_all(c)?, account_store::device_kinds(c)?)))?;
+        let now = clock.now_ms();
+        let mut users = HashMap::new();
+        for row in rows {
+            let Ok(user) = UserId::parse(&row.user_id) else { continue };
+            let state = PresenceState::from(row.state.as_str());
+            let until_ms = row.last_seen_ts.saturating_add(timings.offline_after_ms);
+            let carried = (state != PresenceState::Offline && now < until_ms)
+                .then(|| CarriedOver { state: state.clone(), until_ms });
+            let presence = UserPresence {
+                explicit: carried.as_ref().and(row.explicit_state.as_deref().map(PresenceState::from)),
+                status_msg: row.status_msg.clone(),
+                last_active_ms: (row.last_active_ts > 0).then_some(row.last_active_ts),
+                carried,
+                ..Default::default()
+            };
+            let published = Snapshot {
+                state,
+                status_msg: row.status_msg,
+                last_active_ms: presence.last_active_ms,
+                currently_active: false,
+                devices: Vec::new(),
+            };
+            users.insert(user, Entry { presence, published, pos: row.stream_pos });
+        }
+        for (user, device, kind) in kinds {
+            let Ok(user) = UserId::parse(&user) else { continue };
+            let entry = users.entry(user).or_insert_with(|| Entry {
+                presence: UserPresence::default(),
+                published: Snapshot::offline(),
+                pos: 0,
+            });
+            entry.presence.set_kind(&device, kind);
+        }
+        let known: Vec<OwnedUserId> = users.keys().cloned().collect();
+        let service = Arc::new(Self {
+            server_name: server_name.to_owned(),
+            timings,
+            clock,
+            db,
+            counter,
+            notifier,
+            lists,
+            users: Mutex::new(users),
+            dirty: Mutex::new(HashSet::new()),
+            deadlines: Deadlines::new(),
+            metrics,
+            polling: Mutex::new(HashMap::new()),
+        });
+        // Publish whatever lapsed while we were down, and arm every timer.
+        for user in known {
+            service.update(&user, now, |_| {});
+        }
+        Ok(service)
+    }
+
+    /// Run the timer task and the write-behind task until `shutdown` resolves, then flush.
+    pub async fn run(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
+        let timers = {
+            let service = Arc::clone(&self);
+            async move {
+                let clock = Arc::clone(&service.clock);
+                service
+                    .deadlines
+                    .run(clock, |due| {
+                        let now = service.clock.now_ms();
+                        for user in due {
+                            service.update(&user, now, |_| {});
+                        }
+                        async {}
+                    })
+                    .await
+            }
+        };
+        let flusher = {
+            let service = Arc::clone(&self);
+            async move {
+                let mut tick = tokio::time::interval(FLUSH_INTERVAL);
+                loop {
+                    tick.tick().await;
+                    if let Err(e) = service.flush().await {
+                        tracing::error!(error = %e, "presence write-behind failed; will retry");
+                    }
+                }
+            }
+        };
+        tokio::select! {
+            _ = timers => {}
+            _ = flusher => {}
+            _ = shutdown => {}
+        }
+        if let Err(e) = self.flush().await {
+            tracing::error!(error = %e, "final presence flush failed");
+        }
+    }
+
+    fn users(&self) -> std::sync::MutexGuard<'_, HashMap<OwnedUserId, Entry>> {
+        self.users.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Apply `change` to `user`'s state machine, then publish and re-arm its timer.
+    fn update(&self, user: &UserId, now: u64, change: impl FnOnce(&mut UserPresence)) {
+        let t = self.timings;
+        let published = {
+            let mut users = self.users();
+            let entry = users.entry(user.to_owned()).or_insert_with(|| Entry {
+                presence: UserPresence::default(),
+                published: Snapshot::offline(),
+                pos: 0,
+            });
+            change(&mut entry.presence);
+            entry.presence.expire_if_gone(now, t);
+            let snapshot = entry.presence.evaluate(now, t);
+            self.deadlines.schedule(user, entry.presence.next_deadline(now, t));
+            if entry.published.differs_from(&snapshot) {
+                entry.pos = self.counter.next();
+                entry.published = snapshot;
+                Some(entry.pos)
+            } else {
+                None
+            }
+        };
+        self.dirty.lock().unwrap_or_else(|p| p.into_inner()).insert(user.to_owned());
+        if let Some(pos) = published {
+            Metrics::inc(&self.metrics.presence_changes);
+            self.notifier.bump(user, pos);
+            for watcher in self.lists.accepted_watchers(user) {
+                self.notifier.bump(&watcher, pos);
+            }
+        }
+    }
+
+    /// Any authenticated request other than /sync: its device is active.
+    pub fn request(&self, user: &UserId, device: &str) {
+        let now = self.clock.now_ms();
+        self.update(user, now, |p| p.request(device, now));
+    }
+
+    /// A /sync starts; the device counts as syncing until the guard is dropped.
+    pub fn sync_started(
+        self: &Arc<Self>,
+        user: &UserId,
+        device: &str,
+        set_presence: Option<PresenceState>,
+    ) -> SyncGuard {
+        let now = self.clock.now_ms();
+        self.update(user, now, |p| p.sync_started(device, set_presence, now));
+        SyncGuard { service: Arc::clone(self), user: user.to_owned(), device: device.to_owned() }
+    }
+
+    /// An explicit PUT of the user's own status.
+    pub fn set_status(&self, user: &UserId, device: &str, state: PresenceState, status_msg: Option<String>) {
+        Metrics::inc(&self.metrics.presence_writes);
+        let now = self.clock.now_ms();
+        self.update(user, now, |p| p.set_explicit(device, state, status_msg, now));
+    }
+
+    /// A device reports idleness and/or its kind. `device` must be one of the user's.
+    pub async fn report_device(
+        &self,
+        user: &UserId,
+        device: &str,
+        idle_ms: Option<u64>,
+        kind: Option<String>,
+    ) -> Result<()> {
+        Metrics::inc(&self.metrics.presence_writes);
+        let (u, d) = (user.to_string(), device.to_owned());
+        let kind_to_store = kind.clone();
+        let exists = self
+            .db
+            .call(move |c| {
+                let exists = account_store::device_exists(c, &u, &d)?;
+                if let (true, Some(kind)) = (exists, kind_to_store) {
+                    account_store::set_device_kind(c, &u, &d, &kind)?;
+                }
+                Ok(exists)
+            })
+            .await?;
+        if !exists {
+            return Err(Error::not_found(format!("{user} has no device {device}")));
+        }
+        let now = self.clock.now_ms();
+        self.update(user, now, |p| {
+            if let Some(kind) = kind {
+                p.set_kind(device, kind);
+            }
+            if let Some(idle_ms) = idle_ms {
+                p.report_idle(device, idle_ms, now);
+            }
+        });
+        Ok(())
+    }
+
+    /// A device logged out: it no longer keeps its user present.
+    pub fn forget_device(&self, user: &UserId, device: &str) {
+        let now = self.clock.now_ms();
+        self.update(user, now, |p| p.forget_device(device));
+    }
+
+    /// The presence of `user` as this server knows it.
+    pub fn view(&self, user: &UserId) -> UserView {
+        let now = self.clock.now_ms();
+        let users = self.users();
+        match users.get(user) {
+            Some(e) => UserView { user_id: user.to_owned(), known: true, snapshot: e.published.clone(), now_ms: now },
+            None => UserView {
+                user_id: user.to_owned(),
+                known: is_local(user, &self.server_name),
+                snapshot: Snapshot::offline(),
+                now_ms: now,
+            },
+        }
+    }
+
+    /// The presence of `target` if `viewer` may see it; 403 otherwise, existing or not.
+    pub fn view_as(&self, viewer: &UserId, target: &UserId) -> Result<UserView> {
+        if !self.lists.can_see(viewer, target) {
+            return Err(Error::forbidden(format!("you are not allowed to see the presence of {target}")));
+        }
+        Ok(self.view(target))
+    }
+
+    /// Presence `watcher` may see that changed in the stream range `(since, upto]`
+    /// (all of it when `since` is 0): the user's own and that of accepted targets.
+    pub fn changes_for(&self, watcher: &UserId, since: u64, upto: u64) -> Vec<UserView> {
+        let in_range = |pos: u64| since == 0 || (pos > since && pos <= upto);
+        let mut out = Vec::new();
+        let own_pos = self.users().get(watcher).map(|e| e.pos).unwrap_or(0);
+        if in_range(own_pos) {
+            out.push(self.view(watcher));
+        }
+        for (target, edge) in self.lists.watching(watcher) {
+            if edge.state != Subscription::Accepted || target == watcher {
+                continue;
+            }
+            let pos = self.users().get(&target).map(|e| e.pos).unwrap_or(0);
+            if in_range(pos) || in_range(edge.pos) {
+                out.push(self.view(&target));
+            }
+        }
+        out
+    }
+
+    /// Presence requests waiting for `target`'s answer that arrived in `(since, upto]`
+    /// (all pending ones when `since` is 0).
+    pub fn requests_for(&self, target: &UserId, since: u64, upto: u64) -> Vec<(OwnedUserId, Edge)> {
+        self.lists
+            .pending_for(target)
+            .into_iter()
+            .filter(|(_, e)| since == 0 || (e.pos > since && e.pos <= upto))
+            .collect()
+    }
+
+    /// Every pending request to `target`.
+    pub fn requests(&self, target: &UserId) -> Vec<(OwnedUserId, Edge)> {
+        self.lists.pending_for(target)
+    }
+
+    /// `watcher`'s presence list: each target with the answer and, where allowed, presence.
+    pub fn list(&self, watcher: &UserId) -> Vec<(Edge, UserView)> {
+        self.lists
+            .watching(watcher)
+            .into_iter()
+            .map(|(target, edge)| {
+                let view = if edge.state == Subscription::Accepted {
+                    self.view(&target)
+                } else {
+                    UserView { user_id: target, known: false, snapshot: Snapshot::offline(), now_ms: 0 }
+                };
+                (edge, view)
+            })
+            .collect()
+    }
+
+    /// `watcher` asks to watch `target`. Asking again while pending or accepted changes nothing;
+    /// asking again after a refusal asks anew.
+    pub async fn invite(&self, watcher: &UserId, target: &UserId) -> Result<()> {
+        if watcher == target {
+            return Err(Error::invalid_param("you always see your own presence; you cannot watch yourself"));
+        }
+        if is_local(target, &self.server_name) {
+            let t = target.to_string();
+            if !self.db.call(move |c| account_store::user_exists(c, &t)).await? {
+                return Err(Error::not_found(format!("there is no user {target}")));
+            }
+        }
+        if self.lists.get(watcher, target).is_some_and(|e| e.state != Subscription::Denied) {
+            return Ok(());
+        }
+        let pos = self.counter.next();
+        let edge = Edge { state: Subscription::Pending, ts: self.clock.now_ms(), pos };
+        self.lists.put(watcher, target, edge).await?;
+        self.notifier.bump(target, pos);
+        Ok(())
+    }
+
+    /// `watcher` stops watching `target` (or withdraws the request).
+    pub async fn drop_watch(&self, watcher: &UserId, target: &UserId) -> Result<()> {
+        if self.lists.get(watcher, target).is_some() {
+            self.lists.remove(watcher, target).await?;
+        }
+        Ok(())
+    }
+
+    /// `target` answers `watcher`'s request; `allow: false` also revokes an accepted watcher.
+    pub async fn answer(&self, target: &UserId, watcher: &UserId, allow: bool) -> Result<()> {
+        let edge = self.lists.require(watcher, target)?;
+        let state = if allow { Subscription::Accepted } else { Subscription::Denied };
+        if edge.state == state {
+            return Ok(());
+        }
+        let pos = self.counter.next();
+        self.lists.put(watcher, target, Edge { state, ts: self.clock.now_ms(), pos }).await?;
+        self.notifier.bump(watcher, pos);
+        self.notifier.bump(target, pos);
+        Ok(())
+    }
+
+    /// Write changed presence rows (and the stream ceiling, when due) to the database.
+    pub async fn flush(&self) -> Result<()> {
+        let dirty: Vec<OwnedUserId> =
+            std::mem::take(&mut *self.dirty.lock().unwrap_or_else(|p| p.into_inner())).into_iter().collect();
+        let rows: Vec<store::PresenceRow> = {
+            let users = self.users();
+            dirty
+                .iter()
+                .filter_map(|u| users.get(u).map(|e| (u, e)))
+                .map(|(u, e)| store::PresenceRow {
+                    user_id: u.to_string(),
+                    state: e.published.state.as_str().to_owned(),
+                    status_msg: e.presence.status_msg.clone(),
+                    explicit_state: e.presence.explicit.as_ref().map(|s| s.as_str().to_owned()),
+                    last_active_ts: e.presence.last_active_ms.unwrap_or(0),
+                    last_seen_ts: e
+                        .presence
+                        .devices
+                        .values()
+                        .map(|d| d.last_seen_ms)
+                        .max()
+                        .unwrap_or(0)
+                        .max(e.presence.carried.as_ref().map_or(0, |c| c.until_ms - self.timings.offline_after_ms)),
+                    stream_pos: e.pos,
+                })
+                .collect()
+        };
+        let ceiling = self.counter.ceiling_to_persist();
+        if rows.is_empty() && ceiling.is_none() {
+            return Ok(());
+        }
+        let counter = Arc::clone(&self.counter);
+        let result = self
+            .db
+            .call(move |c| {
+                store::upsert_many(c, &rows)?;
+                if let Some(ceiling) = ceiling {
+                    counter.persist_ceiling(c, ceiling)?;
+                }
+                Ok(())
+            })
+            .await;
+        if result.is_err() {
+            // Keep them dirty so the next flush tries again.
+            self.dirty.lock().unwrap_or_else(|p| p.into_inner()).extend(dirty);
+        }
+        result
+    }
+
+    /// The user explicitly starts or stops watching their presence list.
+    pub fn set_polling(&self, user: &UserId, enabled: bool) {
+        self.polling.lock().unwrap_or_else(|p| p.into_inner()).insert(user.to_owned(), enabled);
+    }
+
+    /// Whether a client of `user` cares about their list now: an explicit start wins,
+    /// an explicit stop wins, otherwise a connected (syncing) client starts it implicitly.
+    pub fn is_polling(&self, user: &UserId) -> bool {
+        if let Some(explicit) = self.polling.lock().unwrap_or_else(|p| p.into_inner()).get(user) {
+            return *explicit;
+        }
+        let now = self.clock.now_ms();
+        self.users().get(user).is_some_and(|e| e.presence.connected(now, self.timings))
+    }
+
+    /// Users whose presence is held in memory (for metrics).
+    pub fn tracked_users(&self) -> usize {
+        self.users().len()
+    }
+
+    /// Number of sync requests waiting right now (for metrics).
+    pub fn syncs_waiting(&self) -> u64 {
+        self.metrics.syncs_waiting.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,124 @@
+//! Queries for presence rows and presence-list subscriptions.
+
+use rusqlite::{Connection, params};
+
+use crate::error::Result;
+
+/// A persisted presence record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PresenceRow {
+    /// Whose presence.
+    pub user_id: String,
+    /// "online", "unavailable" or "offline".
+    pub state: String,
+    /// Free text status.
+    pub status_msg: Option<String>,
+    /// The state last set by an explicit PUT, still in force.
+    pub explicit_state: Option<String>,
+    /// When the user was last active.
+    pub last_active_ts: u64,
+    /// When a client of the user last synced or made a request.
+    pub last_seen_ts: u64,
+    /// Stream position of the last visible change.
+    pub stream_pos: u64,
+}
+
+/// A subscription row: `watcher` asked to see `target`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubscriptionRow {
+    /// Who watches.
+    pub watcher: String,
+    /// Who is watched.
+    pub target: String,
+    /// "pending", "accepted" or "denied".
+    pub state: String,
+    /// When the request was made or last answered.
+    pub ts: u64,
+    /// Stream position of the last change of this row.
+    pub stream_pos: u64,
+}
+
+/// Write many presence rows in one transaction (the write-behind flush).
+pub fn upsert_many(conn: &mut Connection, rows: &[PresenceRow]) -> Result<()> {
+    let tx = conn.transaction()?;
+    {
+        let mut stmt = tx.prepare_cached(
+            "INSERT INTO presence (user_id, state, status_msg, explicit_state, last_active_ts, last_seen_ts, stream_pos)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT(user_id) DO UPDATE SET state = excluded.state, status_msg = excluded.status_msg,
+               explicit_state = excluded.explicit_state, last_active_ts = excluded.last_active_ts,
+               last_seen_ts = excluded.last_seen_ts, stream_pos = excluded.stream_pos",
+        )?;
+        for r in rows {
+            stmt.execute(params![
+                r.user_id,
+                r.state,
+                r.status_msg,
+                r.explicit_state,
+                r.last_active_ts as i64,
+                r.last_seen_ts as i64,
+                r.stream_pos as i64
+            ])?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// Every presence row.
+pub fn load_all(conn: &Connection) -> Result<Vec<PresenceRow>> {
+    let mut stmt = conn.prepare(
+        "SELECT user_id, state, status_msg, explicit_state, last_active_ts, last_seen_ts, stream_pos FROM presence",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(PresenceRow {
+            user_id: r.get(0)?,
+            state: r.get(1)?,
+            status_msg: r.get(2)?,
+            explicit_state: r.get(3)?,
+            last_active_ts: r.get::<_, i64>(4)? as u64,
+            last_seen_ts: r.get::<_, i64>(5)? as u64,
+            stream_pos: r.get::<_, i64>(6)? as u64,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Insert or replace one subscription.
+pub fn put_subscription(conn: &Connection, row: &SubscriptionRow) -> Result<()> {
+    conn.execute(
+        "INSERT INTO presence_subscriptions (watcher, target, state, ts, stream_pos) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT(watcher, target) DO UPDATE SET state = excluded.state, ts = excluded.ts,
+             stream_pos = excluded.stream_pos",
+        params![row.watcher, row.target, row.state, row.ts as i64, row.stream_pos as i64],
+    )?;
+    Ok(())
+}
+
+/// Remove a subscription.
+pub fn delete_subscription(conn: &Connection, watcher: &str, target: &str) -> Result<()> {
+    conn.execute("DELETE FROM presence_subscriptions WHERE watcher = ?1 AND target = ?2", params![watcher, target])?;
+    Ok(())
+}
+
+/// Every subscription.
+pub fn load_subscriptions(conn: &Connection) -> Result<Vec<SubscriptionRow>> {
+    let mut stmt = conn.prepare("SELECT watcher, target, state, ts, stream_pos FROM presence_subscriptions")?;
+    let rows = stmt.query_map([], |r| {
+        Ok(SubscriptionRow {
+            watcher: r.get(0)?,
+            target: r.get(1)?,
+            state: r.get(2)?,
+            ts: r.get::<_, i64>(3)? as u64,
+            stream_pos: r.get::<_, i64>(4)? as u64,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The highest stream position stored in any table (a floor for the counter at start).
+pub fn max_stream_pos(conn: &Connection) -> Result<u64> {
+    let a: i64 = conn.query_row("SELECT COALESCE(MAX(stream_pos), 0) FROM presence", [], |r| r.get(0))?;
+    let b: i64 = conn.query_row("SELECT COALESCE(MAX(stream_pos), 0) FROM presence_subscriptions", [], |r| r.get(0))?;
+    Ok(a.max(b) as u64)
+}

@@ -1,0 +1,179 @@
+//! The TOML configuration file, layered: built-in defaults, then the file. Every key
+//! has a default; an unknown key, a bad value or an unreadable file stops start-up
+//! with a message naming the key or the file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use tidings_core::config::{PresenceConfig, RateLimitConfig};
+use tidings_federation::FederationConfig;
+
+/// `registration`.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Registration {
+    /// Anyone who reaches the server may register.
+    Open,
+    /// Accounts are made with `tidings create-user` only.
+    Closed,
+}
+
+/// The whole configuration.
+#[derive(Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// User IDs are `@name:server_name`.
+    pub server_name: String,
+    /// The one HTTP listener: client, federation, key and admin APIs.
+    pub listen: SocketAddr,
+    /// SQLite database and signing key; created when missing.
+    pub data_dir: PathBuf,
+    /// Open or closed; by default open only when `listen` is loopback.
+    pub registration: Option<Registration>,
+    /// Larger request bodies get 413 `M_TOO_LARGE`.
+    pub max_request_bytes: usize,
+    /// A token a Prometheus scraper may use for the metrics endpoint only.
+    pub metrics_token: Option<String>,
+    /// `[presence]`.
+    pub presence: PresenceConfig,
+    /// `[rate_limits]`.
+    pub rate_limits: RateLimitConfig,
+    /// `[federation]`.
+    pub federation: FederationConfig,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("server_name", &self.server_name)
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field("registration", &self.registration)
+            .field("max_request_bytes", &self.max_request_bytes)
+            .field("metrics_token", &self.metrics_token.as_ref().map(|_| "<redacted>"))
+            .field("presence", &self.presence)
+            .field("rate_limits", &self.rate_limits)
+            .field("federation", &self.federation)
+            .finish()
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server_name: "localhost".into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8008)),
+            data_dir: PathBuf::from("./tidings-data"),
+            registration: None,
+            max_request_bytes: 1_048_576,
+            metrics_token: None,
+            presence: PresenceConfig::default(),
+            rate_limits: RateLimitConfig::default(),
+            federation: FederationConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Load from `path`, or the built-in defaults when `None`.
+    pub fn load(path: Option<&Path>) -> Result<Self, String> {
+        let Some(path) = path else {
+            let config = Config::default();
+            config.validate()?;
+            return Ok(config);
+        };
+        let text =
+            std::fs::read_to_string(path).map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+        let mut config: Config = toml::from_str(&text).map_err(|e| format!("config file {}: {e}", path.display()))?;
+        if config.data_dir.is_relative() {
+            let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            config.data_dir = base.join(&config.data_dir);
+        }
+        config.validate().map_err(|e| format!("config file {}: {e}", path.display()))?;
+        Ok(config)
+    }
+
+    /// The config path to use: `--config`, else `$TIDINGS_CONFIG`, else none (defaults).
+    pub fn resolve_path(flag: Option<PathBuf>) -> Option<PathBuf> {
+        flag.or_else(|| std::env::var_os("TIDINGS_CONFIG").filter(|v| !v.is_empty()).map(PathBuf::from))
+    }
+
+    /// Whether registration is open, applying the loopback default.
+    pub fn registration_open(&self) -> bool {
+        match self.registration {
+            Some(r) => r == Registration::Open,
+            None => self.listen.ip().is_loopback(),
+        }
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        ruma::ServerName::parse(&self.server_name)
+            .map_err(|e| format!("server_name '{}' is not a valid server name: {e}", self.server_name))?;
+        if self.max_request_bytes < 1024 {
+            return Err("max_request_bytes must be at least 1024".into());
+        }
+        let p = &self.presence;
+        if p.idle_after_ms == 0 || p.offline_after_ms == 0 || p.batch_ms == 0 {
+            return Err(
+                "presence.idle_after_ms, presence.offline_after_ms and presence.batch_ms must be above 0".into()
+            );
+        }
+        for (name, rate) in [
+            ("login", self.rate_limits.login),
+            ("register", self.rate_limits.register),
+            ("presence", self.rate_limits.presence),
+        ] {
+            if !(rate.per_second.is_finite() && rate.per_second > 0.0) || rate.burst == 0 {
+                return Err(format!("rate_limits.{name}: per_second must be above 0 and burst at least 1"));
+            }
+        }
+        if self.metrics_token.as_ref().is_some_and(|t| t.len() < 16) {
+            return Err("metrics_token must be at least 16 characters".into());
+        }
+        self.federation.validate()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        let dir = std::env::temp_dir().join(format!("tidings-config-{}-{}", std::process::id(), text.len()));
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let path = dir.join("tidings.toml");
+        std::fs::write(&path, text).map_err(|e| e.to_string())?;
+        let result = Config::load(Some(&path));
+        let _ = std::fs::remove_dir_all(&dir);
+        result
+    }
+
+    #[test]
+    fn defaults_are_a_working_single_site() {
+        let c = Config::load(None).expect("defaults");
+        assert_eq!(c.server_name, "localhost");
+        assert!(c.registration_open(), "open by default on loopback");
+        assert_eq!(c.presence.offline_after_ms, 30_000);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_named() {
+        let e = parse("server_name = \"a.test\"\nfrobnicate = 1\n").unwrap_err();
+        assert!(e.contains("frobnicate"), "{e}");
+        let e = parse("[presence]\nidle_after_ms = \"soon\"\n").unwrap_err();
+        assert!(e.contains("idle_after_ms"), "{e}");
+        let e = parse("server_name = \"not a name\"\n").unwrap_err();
+        assert!(e.contains("server_name"), "{e}");
+        let e = parse("[[federation.peers]]\nserver_name = \"b.test\"\nurl = \"ftp://x\"\n").unwrap_err();
+        assert!(e.contains("url"), "{e}");
+    }
+
+    #[test]
+    fn relative_data_dir_resolves_against_the_file() {
+        let c = parse("data_dir = \"data\"\nlisten = \"0.0.0.0:8008\"\n").expect("valid");
+        assert!(c.data_dir.is_absolute() || c.data_dir.starts_with(std::env::temp_dir()));
+        assert!(c.data_dir.ends_with("data"));
+        assert!(!c.registration_open(), "closed by default off loopback");
+    }
+}

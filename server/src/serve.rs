@@ -1,0 +1,113 @@
+//! `tidings serve`: open the data directory, start the background tasks, serve HTTP
+//! until SIGINT or SIGTERM, then let requests finish and write everything down.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use tidings_client_api::{ClientState, RegistrationPolicy};
+use tidings_core::Core;
+use tidings_core::clock::TokioClock;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::admin::{self, AdminState};
+use crate::config::Config;
+
+/// Run the homeserver with `config` until a shutdown signal.
+pub async fn serve(config: Config) -> Result<(), String> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {} (listen): {e}", config.listen))?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    run(config, listener, stop_rx).await
+}
+
+/// Serve on `listener` until `stop` turns true: the seam tests and `serve` share.
+pub async fn run(config: Config, listener: TcpListener, stop: watch::Receiver<bool>) -> Result<(), String> {
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| format!("cannot create data_dir {}: {e}", config.data_dir.display()))?;
+    let core = Core::open(
+        &config.data_dir,
+        &config.server_name,
+        &config.presence,
+        &config.rate_limits,
+        Arc::new(TokioClock::new()),
+    )
+    .map_err(|e| format!("cannot open the database in {}: {e}", config.data_dir.display()))?;
+
+    let stopped = wait_for(stop.clone());
+    let presence_task = tokio::spawn(Arc::clone(&core.presence).run(stopped));
+
+    let app = app(&config, core.clone());
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    tracing::info!(%addr, server_name = %config.server_name, registration_open = config.registration_open(), "tidings is listening");
+
+    let notifier = Arc::clone(&core.notifier);
+    let graceful = async move {
+        wait_for(stop).await;
+        tracing::info!("shutting down: finishing requests in flight");
+        notifier.close();
+    };
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(graceful)
+        .await
+        .map_err(|e| format!("server error: {e}"))?;
+    presence_task.await.map_err(|e| format!("presence task failed: {e}"))?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+/// The whole HTTP application.
+fn app(config: &Config, core: Core) -> Router {
+    let client =
+        ClientState { core: core.clone(), registration: RegistrationPolicy { open: config.registration_open() } };
+    let admin = AdminState {
+        core,
+        started: Instant::now(),
+        metrics_token: config.metrics_token.as_deref().map(Arc::from),
+        federation: Arc::new(config.federation.clone()),
+    };
+    tidings_client_api::router(client)
+        .merge(admin::router(admin))
+        .fallback(tidings_client_api::error::unknown_endpoint)
+        .method_not_allowed_fallback(tidings_client_api::error::wrong_method)
+        .layer(DefaultBodyLimit::max(config.max_request_bytes))
+}
+
+async fn wait_for(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
