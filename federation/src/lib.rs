@@ -3,5 +3,6 @@
 //! with the federation issue; see spec/federation.md.
 
 pub mod config;
+pub mod watchdog;
 
 pub use config::{FederationConfig, PeerConfig};

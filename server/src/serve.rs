@@ -39,6 +39,7 @@ pub async fn run(config: Config, listener: TcpListener, stop: watch::Receiver<bo
         &config.presence,
         &config.rate_limits,
         Arc::new(TokioClock::new()),
+        config.federation.peers.iter().map(|p| p.server_name.clone()).collect(),
     )
     .map_err(|e| format!("cannot open the database in {}: {e}", config.data_dir.display()))?;
 

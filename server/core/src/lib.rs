@@ -8,6 +8,7 @@ pub mod config;
 pub mod error;
 pub mod ids;
 pub mod metrics;
+pub mod outbound;
 pub mod presence;
 pub mod ratelimit;
 pub mod storage;
@@ -22,6 +23,7 @@ use accounts::AccountService;
 use clock::SharedClock;
 use config::{PresenceConfig, RateLimitConfig};
 use metrics::Metrics;
+use outbound::Outbound;
 use presence::PresenceService;
 use ratelimit::RateLimiter;
 use storage::Db;
@@ -49,6 +51,8 @@ pub struct Core {
     pub metrics: Arc<Metrics>,
     /// Wakes long polls.
     pub notifier: Arc<Notifier>,
+    /// What must leave for each peer.
+    pub outbound: Arc<Outbound>,
 }
 
 impl Core {
@@ -59,12 +63,14 @@ impl Core {
         presence: &PresenceConfig,
         rate_limits: &RateLimitConfig,
         clock: SharedClock,
+        peers: Vec<String>,
     ) -> Result<Self> {
         let db = Db::open(&data_dir.join("tidings.sqlite"))?;
         let floor = db.call_blocking(|c| storage::presence::max_stream_pos(c))?;
         let counter = Arc::new(db.call_blocking(|c| StreamCounter::load(c, floor))?);
         let notifier = Arc::new(Notifier::new());
         let metrics = Arc::new(Metrics::default());
+        let outbound = Arc::new(Outbound::load(db.clone(), Arc::clone(&clock), peers)?);
         let presence_service = PresenceService::load(
             db.clone(),
             presence,
@@ -73,6 +79,7 @@ impl Core {
             Arc::clone(&notifier),
             server_name,
             Arc::clone(&metrics),
+            Arc::clone(&outbound),
         )?;
         let sync = Arc::new(SyncService::new(
             Arc::clone(&presence_service),
@@ -88,6 +95,7 @@ impl Core {
             sync,
             metrics,
             notifier,
+            outbound,
             clock,
             db,
         })

@@ -171,6 +171,31 @@ impl PresenceLists {
         v
     }
 
+    /// Accepted edges whose target is on `server`: (watcher, target).
+    pub fn accepted_to_server(&self, server: &str) -> Vec<(OwnedUserId, OwnedUserId)> {
+        let index = self.index();
+        let mut v: Vec<_> = index
+            .by_target
+            .iter()
+            .filter(|(target, _)| target.server_name().as_str() == server)
+            .flat_map(|(target, watchers)| {
+                watchers
+                    .iter()
+                    .filter(|(_, e)| e.state == Subscription::Accepted)
+                    .map(move |(w, _)| (w.clone(), target.clone()))
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Whether some user on `server` is an accepted watcher of `target`.
+    pub fn has_accepted_watcher_on(&self, target: &UserId, server: &str) -> bool {
+        self.index().by_target.get(target).is_some_and(|m| {
+            m.iter().any(|(w, e)| e.state == Subscription::Accepted && w.server_name().as_str() == server)
+        })
+    }
+
     /// Fail with `M_NOT_FOUND` unless watcher → target exists.
     pub fn require(&self, watcher: &UserId, target: &UserId) -> Result<Edge> {
         self.get(watcher, target).ok_or_else(|| Error::not_found(format!("{watcher} has not asked to watch {target}")))

@@ -3,9 +3,11 @@
 
 mod deadlines;
 pub mod lists;
+mod remote;
 mod service;
 pub mod state;
 
 pub use lists::{Edge, PresenceLists, Subscription};
+pub use remote::Refusal;
 pub use service::{PresenceService, SyncGuard, UserView};
 pub use state::{DeviceView, Snapshot, Timings};

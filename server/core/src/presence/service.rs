@@ -18,6 +18,8 @@ use crate::config::PresenceConfig;
 use crate::error::{Error, Result};
 use crate::ids::is_local;
 use crate::metrics::Metrics;
+use crate::outbound::Outbound;
+use crate::outbound::edus::{self, AnswerEdu, WatchEdge};
 use crate::storage::{Db, accounts as account_store, presence as store};
 use crate::sync::{Notifier, StreamCounter};
 
@@ -29,6 +31,17 @@ struct Entry {
     presence: UserPresence,
     published: Snapshot,
     pos: u64,
+}
+
+/// A remote user's presence as their server last told us.
+#[derive(Debug, Clone)]
+pub(super) struct RemoteEntry {
+    /// What we were told, with `last_active_ms` turned into our time.
+    pub(super) snapshot: Snapshot,
+    /// False once the promise lapsed (the peer went quiet).
+    pub(super) known: bool,
+    /// Stream position of the last change.
+    pub(super) pos: u64,
 }
 
 /// A user's presence as one viewer may see it.
@@ -47,13 +60,15 @@ pub struct UserView {
 /// Presence for every user this server knows about.
 #[derive(Debug)]
 pub struct PresenceService {
-    server_name: String,
+    pub(super) server_name: String,
     timings: Timings,
-    clock: SharedClock,
-    db: Db,
-    counter: Arc<StreamCounter>,
-    notifier: Arc<Notifier>,
-    lists: PresenceLists,
+    pub(super) clock: SharedClock,
+    pub(super) db: Db,
+    pub(super) counter: Arc<StreamCounter>,
+    pub(super) notifier: Arc<Notifier>,
+    pub(super) lists: PresenceLists,
+    pub(super) outbound: Arc<Outbound>,
+    pub(super) remote: Mutex<HashMap<OwnedUserId, RemoteEntry>>,
     users: Mutex<HashMap<OwnedUserId, Entry>>,
     dirty: Mutex<HashSet<OwnedUserId>>,
     deadlines: Deadlines,
@@ -90,6 +105,7 @@ impl PresenceService {
         notifier: Arc<Notifier>,
         server_name: &str,
         metrics: Arc<Metrics>,
+        outbound: Arc<Outbound>,
     ) -> Result<Arc<Self>> {
         let timings = Timings { idle_after_ms: config.idle_after_ms, offline_after_ms: config.offline_after_ms };
         let lists = PresenceLists::load(db.clone())?;
@@ -136,6 +152,8 @@ impl PresenceService {
             counter,
             notifier,
             lists,
+            outbound,
+            remote: Mutex::new(HashMap::new()),
             users: Mutex::new(users),
             dirty: Mutex::new(HashSet::new()),
             deadlines: Deadlines::new(),
@@ -193,35 +211,89 @@ impl PresenceService {
         self.users.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    pub(super) fn remote(&self) -> std::sync::MutexGuard<'_, HashMap<OwnedUserId, RemoteEntry>> {
+        self.remote.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stream position of the last visible change of `user`, local or remote.
+    pub(super) fn position_of(&self, user: &UserId) -> u64 {
+        if is_local(user, &self.server_name) {
+            self.users().get(user).map_or(0, |e| e.pos)
+        } else {
+            self.remote().get(user).map_or(0, |e| e.pos)
+        }
+    }
+
+    /// The published state of a local user and its stream position.
+    pub(super) fn local_published(&self, user: &UserId) -> Option<(Snapshot, u64)> {
+        self.users().get(user).map(|e| (e.published.clone(), e.pos))
+    }
+
     /// Apply `change` to `user`'s state machine, then publish and re-arm its timer.
     fn update(&self, user: &UserId, now: u64, change: impl FnOnce(&mut UserPresence)) {
         let t = self.timings;
-        let published = {
+        let (published, interest_changed) = {
             let mut users = self.users();
             let entry = users.entry(user.to_owned()).or_insert_with(|| Entry {
                 presence: UserPresence::default(),
                 published: Snapshot::offline(),
                 pos: 0,
             });
+            let was_connected = entry.presence.connected(now, t);
             change(&mut entry.presence);
+            let interest_changed = was_connected != entry.presence.connected(now, t);
             entry.presence.expire_if_gone(now, t);
             let snapshot = entry.presence.evaluate(now, t);
             self.deadlines.schedule(user, entry.presence.next_deadline(now, t));
-            if entry.published.differs_from(&snapshot) {
+            let published = if entry.published.differs_from(&snapshot) {
                 entry.pos = self.counter.next();
                 entry.published = snapshot;
                 Some(entry.pos)
             } else {
                 None
-            }
+            };
+            (published, interest_changed)
         };
         self.dirty.lock().unwrap_or_else(|p| p.into_inner()).insert(user.to_owned());
         if let Some(pos) = published {
             Metrics::inc(&self.metrics.presence_changes);
             self.notifier.bump(user, pos);
-            for watcher in self.lists.accepted_watchers(user) {
+            self.tell_watchers(user, pos);
+        }
+        if interest_changed {
+            self.interest_changed(user);
+        }
+    }
+
+    /// A user's visible presence moved to `pos`: wake local watchers' syncs, and the
+    /// senders of peers whose users watch them and asked to be pushed.
+    pub(super) fn tell_watchers(&self, user: &UserId, pos: u64) {
+        let mut destinations = HashSet::new();
+        for watcher in self.lists.accepted_watchers(user) {
+            if is_local(&watcher, &self.server_name) {
                 self.notifier.bump(&watcher, pos);
+            } else {
+                destinations.insert(watcher.server_name().to_owned());
             }
+        }
+        for dest in destinations {
+            if self.outbound.is_interested(dest.as_str(), user) {
+                self.outbound.wake(dest.as_str());
+            }
+        }
+    }
+
+    /// Whether a client of `user` cares about their list changed: the peers of the
+    /// remote users they watch may need a subscription change.
+    fn interest_changed(&self, user: &UserId) {
+        let mut destinations = HashSet::new();
+        for (target, edge) in self.lists.watching(user) {
+            if edge.state == Subscription::Accepted && !is_local(&target, &self.server_name) {
+                destinations.insert(target.server_name().to_owned());
+            }
+        }
+        for dest in destinations {
+            self.outbound.wake(dest.as_str());
         }
     }
 
@@ -295,6 +367,12 @@ impl PresenceService {
     /// The presence of `user` as this server knows it.
     pub fn view(&self, user: &UserId) -> UserView {
         let now = self.clock.now_ms();
+        if !is_local(user, &self.server_name) {
+            return match self.remote().get(user) {
+                Some(r) => UserView { user_id: user.to_owned(), known: r.known, snapshot: r.snapshot.clone(), now_ms: now },
+                None => UserView { user_id: user.to_owned(), known: false, snapshot: Snapshot::offline(), now_ms: now },
+            };
+        }
         let users = self.users();
         match users.get(user) {
             Some(e) => UserView { user_id: user.to_owned(), known: true, snapshot: e.published.clone(), now_ms: now },
@@ -328,7 +406,7 @@ impl PresenceService {
             if edge.state != Subscription::Accepted || target == watcher {
                 continue;
             }
-            let pos = self.users().get(&target).map(|e| e.pos).unwrap_or(0);
+            let pos = self.position_of(&target);
             if in_range(pos) || in_range(edge.pos) {
                 out.push(self.view(&target));
             }
@@ -384,6 +462,10 @@ impl PresenceService {
         }
         let pos = self.counter.next();
         let edge = Edge { state: Subscription::Pending, ts: self.clock.now_ms(), pos };
+        if !is_local(target, &self.server_name) {
+            let content = serde_json::json!(WatchEdge { watcher: watcher.to_owned(), target: target.to_owned() });
+            self.outbound.queue_edu(target.server_name().as_str(), edus::INVITE, &content).await?;
+        }
         self.lists.put(watcher, target, edge).await?;
         self.notifier.bump(target, pos);
         Ok(())
@@ -392,7 +474,12 @@ impl PresenceService {
     /// `watcher` stops watching `target` (or withdraws the request).
     pub async fn drop_watch(&self, watcher: &UserId, target: &UserId) -> Result<()> {
         if self.lists.get(watcher, target).is_some() {
+            if !is_local(target, &self.server_name) {
+                let content = serde_json::json!(WatchEdge { watcher: watcher.to_owned(), target: target.to_owned() });
+                self.outbound.queue_edu(target.server_name().as_str(), edus::DROP, &content).await?;
+            }
             self.lists.remove(watcher, target).await?;
+            self.interest_changed(watcher);
         }
         Ok(())
     }
@@ -405,6 +492,11 @@ impl PresenceService {
             return Ok(());
         }
         let pos = self.counter.next();
+        if !is_local(watcher, &self.server_name) {
+            let content =
+                serde_json::json!(AnswerEdu { watcher: watcher.to_owned(), target: target.to_owned(), allow });
+            self.outbound.queue_edu(watcher.server_name().as_str(), edus::ANSWER, &content).await?;
+        }
         self.lists.put(watcher, target, Edge { state, ts: self.clock.now_ms(), pos }).await?;
         self.notifier.bump(watcher, pos);
         self.notifier.bump(target, pos);

@@ -4,6 +4,7 @@
 //! stalls the async runtime. Each domain has its own small module of queries.
 
 pub mod accounts;
+pub mod federation;
 pub mod meta;
 pub mod presence;
 
@@ -16,7 +17,10 @@ use rusqlite::Connection;
 use crate::error::{Error, Result};
 
 /// The migrations, in order; `PRAGMA user_version` records how many have run.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/0001_accounts_presence.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/0001_accounts_presence.sql"),
+    include_str!("../../migrations/0003_federation.sql"),
+];
 
 /// Handle to the database; cheap to clone.
 #[derive(Clone, Debug)]

@@ -1,0 +1,175 @@
+//! Queries for the federation outbox, in-flight transactions, per-peer cursors,
+//! peers' interest in our users, and received transaction IDs.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::error::Result;
+
+/// One queued EDU.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxRow {
+    /// Its order in the outbox.
+    pub id: i64,
+    /// The EDU type.
+    pub edu_type: String,
+    /// The EDU content, as JSON text.
+    pub content: String,
+}
+
+/// A transaction stored before it is sent, and resent as it is until acknowledged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredTxn {
+    /// The txnId.
+    pub txn_id: String,
+    /// The exact body.
+    pub body: String,
+    /// The presence cursor to commit when it is acknowledged.
+    pub presence_upto: u64,
+    /// Outbox rows with ids up to this are in it.
+    pub outbox_upto: i64,
+    /// How many EDUs it carries.
+    pub edus: u64,
+}
+
+/// Queue an EDU for `destination`.
+pub fn push_outbox(conn: &Connection, destination: &str, edu_type: &str, content: &str, now: u64) -> Result<()> {
+    conn.execute(
+        "INSERT INTO federation_outbox (destination, edu_type, content, created_ts) VALUES (?1, ?2, ?3, ?4)",
+        params![destination, edu_type, content, now as i64],
+    )?;
+    Ok(())
+}
+
+/// The oldest `limit` queued EDUs for `destination`.
+pub fn outbox(conn: &Connection, destination: &str, limit: usize) -> Result<Vec<OutboxRow>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, edu_type, content FROM federation_outbox WHERE destination = ?1 ORDER BY id LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![destination, limit as i64], |r| {
+        Ok(OutboxRow { id: r.get(0)?, edu_type: r.get(1)?, content: r.get(2)? })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// How many EDUs wait in the outbox of `destination`.
+pub fn outbox_len(conn: &Connection, destination: &str) -> Result<u64> {
+    let n: i64 =
+        conn.query_row("SELECT COUNT(*) FROM federation_outbox WHERE destination = ?1", [destination], |r| r.get(0))?;
+    Ok(n as u64)
+}
+
+/// Store the transaction about to be sent to `destination`.
+pub fn store_txn(conn: &Connection, destination: &str, txn: &StoredTxn, now: u64) -> Result<()> {
+    conn.execute(
+        "INSERT INTO federation_txns (destination, txn_id, body, presence_upto, outbox_upto, edus, created_ts)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            destination,
+            txn.txn_id,
+            txn.body,
+            txn.presence_upto as i64,
+            txn.outbox_upto,
+            txn.edus as i64,
+            now as i64
+        ],
+    )?;
+    Ok(())
+}
+
+/// The transaction in flight to `destination`, if any.
+pub fn pending_txn(conn: &Connection, destination: &str) -> Result<Option<StoredTxn>> {
+    Ok(conn
+        .query_row(
+            "SELECT txn_id, body, presence_upto, outbox_upto, edus FROM federation_txns WHERE destination = ?1",
+            [destination],
+            |r| {
+                Ok(StoredTxn {
+                    txn_id: r.get(0)?,
+                    body: r.get(1)?,
+                    presence_upto: r.get::<_, i64>(2)? as u64,
+                    outbox_upto: r.get(3)?,
+                    edus: r.get::<_, i64>(4)? as u64,
+                })
+            },
+        )
+        .optional()?)
+}
+
+/// The peer acknowledged the transaction: drop it and what it carried, advance the cursor.
+pub fn ack_txn(conn: &mut Connection, destination: &str, txn: &StoredTxn) -> Result<()> {
+    let tx = conn.transaction()?;
+    tx.execute("DELETE FROM federation_txns WHERE destination = ?1 AND txn_id = ?2", params![destination, txn.txn_id])?;
+    tx.execute(
+        "DELETE FROM federation_outbox WHERE destination = ?1 AND id <= ?2",
+        params![destination, txn.outbox_upto],
+    )?;
+    tx.execute(
+        "INSERT INTO federation_cursors (destination, presence_pos) VALUES (?1, ?2)
+         ON CONFLICT(destination) DO UPDATE SET presence_pos = MAX(presence_pos, excluded.presence_pos)",
+        params![destination, txn.presence_upto as i64],
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// How far the presence stream has been sent to `destination`.
+pub fn cursor(conn: &Connection, destination: &str) -> Result<u64> {
+    let pos: Option<i64> = conn
+        .query_row("SELECT presence_pos FROM federation_cursors WHERE destination = ?1", [destination], |r| r.get(0))
+        .optional()?;
+    Ok(pos.unwrap_or(0) as u64)
+}
+
+/// Record `destination`'s interest in `users` (and forget `removed`).
+pub fn set_interest(conn: &mut Connection, destination: &str, added: &[String], removed: &[String], replace: bool, now: u64) -> Result<()> {
+    let tx = conn.transaction()?;
+    if replace {
+        tx.execute("DELETE FROM federation_interest WHERE destination = ?1", [destination])?;
+    }
+    for user in removed {
+        tx.execute("DELETE FROM federation_interest WHERE destination = ?1 AND user_id = ?2", params![destination, user])?;
+    }
+    for user in added {
+        tx.execute(
+            "INSERT INTO federation_interest (destination, user_id, ts) VALUES (?1, ?2, ?3)
+             ON CONFLICT(destination, user_id) DO NOTHING",
+            params![destination, user, now as i64],
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// Every (destination, user) interest.
+pub fn load_interest(conn: &Connection) -> Result<Vec<(String, String)>> {
+    let mut stmt = conn.prepare("SELECT destination, user_id FROM federation_interest")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Record a received transaction; `false` if it was seen before.
+pub fn mark_received(conn: &Connection, origin: &str, txn_id: &str, now: u64) -> Result<bool> {
+    let n = conn.execute(
+        "INSERT INTO federation_received (origin, txn_id, ts) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+        params![origin, txn_id, now as i64],
+    )?;
+    Ok(n == 1)
+}
+
+/// Whether a transaction was received before.
+pub fn was_received(conn: &Connection, origin: &str, txn_id: &str) -> Result<bool> {
+    Ok(conn
+        .query_row(
+            "SELECT 1 FROM federation_received WHERE origin = ?1 AND txn_id = ?2",
+            params![origin, txn_id],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
+}
+
+/// Forget received txnIds older than `before` (a peer never retries that late).
+pub fn prune_received(conn: &Connection, before: u64) -> Result<()> {
+    conn.execute("DELETE FROM federation_received WHERE ts < ?1", [before as i64])?;
+    Ok(())
+}
