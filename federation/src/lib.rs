@@ -3,5 +3,8 @@
 //! with the federation issue; see spec/federation.md.
 
 pub mod config;
+pub mod keyring;
+pub mod keys;
+pub mod xmatrix;
 
 pub use config::{FederationConfig, PeerConfig};
