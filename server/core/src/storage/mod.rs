@@ -16,7 +16,10 @@ use rusqlite::Connection;
 use crate::error::{Error, Result};
 
 /// The migrations, in order; `PRAGMA user_version` records how many have run.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/0001_accounts_presence.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/0001_accounts_presence.sql"),
+    include_str!("../../migrations/0002_presence_devices.sql"),
+];
 
 /// Handle to the database; cheap to clone.
 #[derive(Clone, Debug)]
