@@ -108,8 +108,10 @@ pub fn access_token(parts: &Parts) -> Option<String> {
 }
 
 /// The device making an authenticated request. Extracting it also counts as
-/// activity of that device (except on /sync, which keeps a device present without
-/// making it active).
+/// activity of that device, except on /sync (which keeps a device present without
+/// making it active) and on the requests that set presence themselves (PUT status and
+/// device reports), whose handlers apply activity and the new state in one step, so
+/// watchers never see a passing "online".
 #[derive(Debug, Clone)]
 pub struct Authed(pub Device);
 
@@ -124,7 +126,10 @@ where
         let token = access_token(parts)
             .ok_or_else(|| Error::new(ErrorKind::MissingToken, "this endpoint needs an access token"))?;
         let device = core.accounts.authenticate(&token).await?;
-        if !parts.uri.path().ends_with("/sync") {
+        let path = parts.uri.path();
+        let sets_presence = parts.method == axum::http::Method::PUT
+            && (path.contains("/presence/devices/") || (path.contains("/presence/") && path.ends_with("/status")));
+        if !path.ends_with("/sync") && !sets_presence {
             core.presence.request(&device.user_id, &device.device_id);
         }
         Ok(Authed(device))

@@ -3,6 +3,9 @@
 //! with the federation issue; see spec/federation.md.
 
 pub mod config;
+pub mod keyring;
+pub mod keys;
+pub mod xmatrix;
 pub mod watchdog;
 
 pub use config::{FederationConfig, PeerConfig};

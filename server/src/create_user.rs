@@ -50,7 +50,11 @@ pub fn create_user(config: &Config, localpart: &str, password: PasswordSource, a
     let db = Db::open(&config.data_dir.join("tidings.sqlite")).map_err(|e| e.to_string())?;
     let now =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
-    let user = create_user_blocking(&db, &config.server_name, localpart, &password, admin, now)
-        .map_err(|e| e.message().to_owned())?;
+    let user = create_user_blocking(&db, &config.server_name, localpart, &password, admin, now).map_err(|e| match e
+        .kind()
+    {
+        tidings_core::ErrorKind::Unknown => e.to_string(),
+        _ => e.message().to_owned(),
+    })?;
     Ok(user.to_string())
 }

@@ -14,6 +14,12 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::Config;
 use crate::create_user::PasswordSource;
 
+/// mimalloc rather than glibc's malloc: argon2 allocates 19 MiB per password hash on
+/// blocking-pool threads, and glibc kept those buffers, growing the server by about
+/// 4 MiB per registration (4.5 GiB after 1,100 in the benchmark). mimalloc returns them.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A federated presence and feed-sync homeserver for thin, costly links.
 #[derive(Debug, Parser)]
 #[command(name = "tidings", version, about)]

@@ -12,6 +12,7 @@ use tidings_core::Core;
 use tidings_core::clock::TokioClock;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tower_http::cors::{Any, CorsLayer};
 
 use crate::admin::{self, AdminState};
 use crate::config::Config;
@@ -43,8 +44,11 @@ pub async fn run(config: Config, listener: TcpListener, stop: watch::Receiver<bo
     )
     .map_err(|e| format!("cannot open the database in {}: {e}", config.data_dir.display()))?;
 
-    let stopped = wait_for(stop.clone());
-    let presence_task = tokio::spawn(Arc::clone(&core.presence).run(stopped));
+    // Presence is flushed after the last request finished, not when the signal came.
+    let (served_tx, served_rx) = tokio::sync::oneshot::channel::<()>();
+    let presence_task = tokio::spawn(Arc::clone(&core.presence).run(async {
+        let _ = served_rx.await;
+    }));
 
     let app = app(&config, core.clone());
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
@@ -60,6 +64,7 @@ pub async fn run(config: Config, listener: TcpListener, stop: watch::Receiver<bo
         .with_graceful_shutdown(graceful)
         .await
         .map_err(|e| format!("server error: {e}"))?;
+    let _ = served_tx.send(());
     presence_task.await.map_err(|e| format!("presence task failed: {e}"))?;
     tracing::info!("stopped cleanly");
     Ok(())
@@ -80,6 +85,17 @@ fn app(config: &Config, core: Core) -> Router {
         .fallback(tidings_client_api::error::unknown_endpoint)
         .method_not_allowed_fallback(tidings_client_api::error::wrong_method)
         .layer(DefaultBodyLimit::max(config.max_request_bytes))
+        .layer(cors())
+}
+
+/// CORS as the Matrix spec asks of every endpoint, so browser clients (Element Web)
+/// can call it: any origin, preflight `OPTIONS` answered before routing.
+fn cors() -> CorsLayer {
+    use axum::http::{HeaderName, Method, header};
+    CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE, Method::OPTIONS])
+        .allow_headers([HeaderName::from_static("x-requested-with"), header::CONTENT_TYPE, header::AUTHORIZATION])
 }
 
 async fn wait_for(mut stop: watch::Receiver<bool>) {

@@ -40,6 +40,6 @@ pub async fn put_device(
         check_kind(kind)?;
     }
     core.limiter.check(Action::Presence, device.user_id.as_str(), &core.metrics)?;
-    core.presence.report_device(&device.user_id, &device_id, body.idle_ms, body.kind).await?;
+    core.presence.report_device(&device.user_id, &device.device_id, &device_id, body.idle_ms, body.kind).await?;
     Ok(Json(json!({})))
 }

@@ -192,8 +192,9 @@ impl AccountService {
         let old = self
             .db
             .call(move |c| {
+                // Re-login on a known device keeps its row (kind, name), replacing the token.
                 let tx = c.transaction()?;
-                let old = store::delete_device(&tx, &id, &dev)?;
+                let old = store::device_token_hash(&tx, &id, &dev)?;
                 store::upsert_device(&tx, &id, &dev, name.as_deref(), &h, now)?;
                 tx.commit()?;
                 Ok(old)
@@ -234,15 +235,15 @@ impl AccountService {
     /// Delete every device of `user_id`; returns their IDs.
     pub async fn logout_all(&self, user_id: &UserId) -> Result<Vec<String>> {
         let id = user_id.to_string();
-        let hashes = self.db.call(move |c| store::delete_all_devices(c, &id)).await?;
+        let removed = self.db.call(move |c| store::delete_all_devices(c, &id)).await?;
         let mut tokens = self.tokens();
-        let mut devices = Vec::new();
-        for hash in hashes {
-            if let Some(d) = tokens.remove(&hash) {
-                devices.push(d.device_id);
-            }
-        }
-        Ok(devices)
+        Ok(removed
+            .into_iter()
+            .map(|(device_id, hash)| {
+                tokens.remove(&hash);
+                device_id
+            })
+            .collect())
     }
 
     /// Whether a local user exists.

@@ -100,18 +100,20 @@ impl ErrorKind {
 pub struct Error {
     kind: ErrorKind,
     message: String,
+    /// For internal errors: the cause, for logs and the command line, never for clients.
+    detail: Option<String>,
 }
 
 impl Error {
     /// An error of `kind` with `message` for the client.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into() }
+        Self { kind, message: message.into(), detail: None }
     }
 
     /// An internal failure: the cause goes to the log, the client sees a generic text.
     pub fn internal(cause: impl fmt::Display) -> Self {
         tracing::error!(%cause, "internal error");
-        Self::new(ErrorKind::Unknown, "internal server error")
+        Self { detail: Some(cause.to_string()), ..Self::new(ErrorKind::Unknown, "internal server error") }
     }
 
     /// `M_FORBIDDEN` with a message.
@@ -147,7 +149,10 @@ impl Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.kind.errcode(), self.message)
+        match &self.detail {
+            Some(detail) => write!(f, "{detail}"),
+            None => write!(f, "{}: {}", self.kind.errcode(), self.message),
+        }
     }
 }
 

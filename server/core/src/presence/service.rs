@@ -116,8 +116,12 @@ impl PresenceService {
             let Ok(user) = UserId::parse(&row.user_id) else { continue };
             let state = PresenceState::from(row.state.as_str());
             let until_ms = row.last_seen_ts.saturating_add(timings.offline_after_ms);
-            let carried = (state != PresenceState::Offline && now < until_ms)
-                .then(|| CarriedOver { state: state.clone(), until_ms });
+            let devices = decode_devices(&row.devices);
+            let carried = (state != PresenceState::Offline && now < until_ms).then(|| CarriedOver {
+                state: state.clone(),
+                until_ms,
+                devices: devices.clone(),
+            });
             let presence = UserPresence {
                 explicit: carried.as_ref().and(row.explicit_state.as_deref().map(PresenceState::from)),
                 status_msg: row.status_msg.clone(),
@@ -125,12 +129,18 @@ impl PresenceService {
                 carried,
                 ..Default::default()
             };
-            let published = Snapshot {
-                state,
-                status_msg: row.status_msg,
-                last_active_ms: presence.last_active_ms,
-                currently_active: false,
-                devices: Vec::new(),
+            // A user still carried over looks exactly as before the restart, so an old
+            // sync token is not told of a change that did not happen.
+            let published = if presence.carried.is_some() {
+                presence.evaluate(now, timings)
+            } else {
+                Snapshot {
+                    state,
+                    status_msg: row.status_msg,
+                    last_active_ms: presence.last_active_ms,
+                    currently_active: false,
+                    devices,
+                }
             };
             users.insert(user, Entry { presence, published, pos: row.stream_pos });
         }
@@ -322,10 +332,13 @@ impl PresenceService {
         self.update(user, now, |p| p.set_explicit(device, state, status_msg, now));
     }
 
-    /// A device reports idleness and/or its kind. `device` must be one of the user's.
+    /// `caller`'s device reports idleness and/or the kind of `device`, which must be
+    /// one of the user's. The request counts as activity of the caller unless it is the
+    /// device saying it is idle, so an idle report never flashes "online" first.
     pub async fn report_device(
         &self,
         user: &UserId,
+        caller: &str,
         device: &str,
         idle_ms: Option<u64>,
         kind: Option<String>,
@@ -348,6 +361,9 @@ impl PresenceService {
         }
         let now = self.clock.now_ms();
         self.update(user, now, |p| {
+            if caller != device || idle_ms.is_none() {
+                p.request(caller, now);
+            }
             if let Some(kind) = kind {
                 p.set_kind(device, kind);
             }
@@ -518,15 +534,14 @@ impl PresenceService {
                     status_msg: e.presence.status_msg.clone(),
                     explicit_state: e.presence.explicit.as_ref().map(|s| s.as_str().to_owned()),
                     last_active_ts: e.presence.last_active_ms.unwrap_or(0),
-                    last_seen_ts: e
-                        .presence
-                        .devices
-                        .values()
-                        .map(|d| d.last_seen_ms)
-                        .max()
-                        .unwrap_or(0)
-                        .max(e.presence.carried.as_ref().map_or(0, |c| c.until_ms - self.timings.offline_after_ms)),
+                    last_seen_ts: e.presence.devices.values().map(|d| d.last_seen_ms).max().unwrap_or(0).max(
+                        e.presence
+                            .carried
+                            .as_ref()
+                            .map_or(0, |c| c.until_ms.saturating_sub(self.timings.offline_after_ms)),
+                    ),
                     stream_pos: e.pos,
+                    devices: encode_devices(&e.published.devices),
                 })
                 .collect()
         };
@@ -576,4 +591,18 @@ impl PresenceService {
     pub fn syncs_waiting(&self) -> u64 {
         self.metrics.syncs_waiting.load(Ordering::Relaxed)
     }
+}
+
+fn encode_devices(devices: &[super::state::DeviceView]) -> String {
+    let rows: Vec<(&str, &str, bool)> =
+        devices.iter().map(|d| (d.device_id.as_str(), d.kind.as_str(), d.idle)).collect();
+    serde_json::to_string(&rows).unwrap_or_else(|_| "[]".to_owned())
+}
+
+fn decode_devices(json: &str) -> Vec<super::state::DeviceView> {
+    serde_json::from_str::<Vec<(String, String, bool)>>(json)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(device_id, kind, idle)| super::state::DeviceView { device_id, kind, idle })
+        .collect()
 }

@@ -106,6 +106,8 @@ pub struct CarriedOver {
     pub state: PresenceState,
     /// It lapses at this time (last seen + offline_after).
     pub until_ms: u64,
+    /// The devices watchers saw.
+    pub devices: Vec<DeviceView>,
 }
 
 /// Everything presence knows about one local user.
@@ -218,11 +220,9 @@ impl UserPresence {
     pub fn evaluate(&self, now: u64, t: Timings) -> Snapshot {
         let connected: Vec<(&String, &DeviceActivity)> =
             self.devices.iter().filter(|(_, d)| d.connected(now, t)).collect();
+        let carried = self.carried.as_ref().filter(|c| connected.is_empty() && now < c.until_ms);
         let state = if connected.is_empty() {
-            match &self.carried {
-                Some(c) if now < c.until_ms => c.state.clone(),
-                _ => PresenceState::Offline,
-            }
+            carried.map_or(PresenceState::Offline, |c| c.state.clone())
         } else {
             match (&self.explicit, &self.sync_presence) {
                 (Some(PresenceState::Online), _) | (None, None) | (None, Some(PresenceState::Online)) => {
@@ -237,14 +237,17 @@ impl UserPresence {
         };
         let currently_active = state == PresenceState::Online
             && self.last_active_ms.is_some_and(|a| now < a.saturating_add(LAST_ACTIVE_GRANULARITY_MS));
-        let devices = connected
-            .iter()
-            .map(|(id, d)| DeviceView {
-                device_id: (*id).clone(),
-                kind: d.kind.clone().unwrap_or_else(|| "unknown".to_owned()),
-                idle: d.idle(now, t),
-            })
-            .collect();
+        let devices = match carried {
+            Some(c) => c.devices.clone(),
+            None => connected
+                .iter()
+                .map(|(id, d)| DeviceView {
+                    device_id: (*id).clone(),
+                    kind: d.kind.clone().unwrap_or_else(|| "unknown".to_owned()),
+                    idle: d.idle(now, t),
+                })
+                .collect(),
+        };
         Snapshot {
             state,
             status_msg: self.status_msg.clone(),
@@ -386,7 +389,7 @@ mod tests {
     #[test]
     fn carried_state_holds_until_it_lapses() {
         let mut p = UserPresence {
-            carried: Some(CarriedOver { state: PresenceState::Online, until_ms: START + 5_000 }),
+            carried: Some(CarriedOver { state: PresenceState::Online, until_ms: START + 5_000, devices: Vec::new() }),
             ..Default::default()
         };
         assert_eq!(p.evaluate(START, T).state, PresenceState::Online);

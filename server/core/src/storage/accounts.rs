@@ -107,6 +107,17 @@ pub fn device_by_token(conn: &Connection, token_hash: &str) -> Result<Option<Dev
         .optional()?)
 }
 
+/// The token hash of a device, if the device exists.
+pub fn device_token_hash(conn: &Connection, user_id: &str, device_id: &str) -> Result<Option<String>> {
+    Ok(conn
+        .query_row(
+            "SELECT token_hash FROM devices WHERE user_id = ?1 AND device_id = ?2",
+            params![user_id, device_id],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
 /// Delete one device; returns the token hash it had.
 pub fn delete_device(conn: &Connection, user_id: &str, device_id: &str) -> Result<Option<String>> {
     let hash: Option<String> = conn
@@ -119,10 +130,10 @@ pub fn delete_device(conn: &Connection, user_id: &str, device_id: &str) -> Resul
     Ok(hash)
 }
 
-/// Delete every device of a user; returns their token hashes.
-pub fn delete_all_devices(conn: &Connection, user_id: &str) -> Result<Vec<String>> {
-    let mut stmt = conn.prepare("DELETE FROM devices WHERE user_id = ?1 RETURNING token_hash")?;
-    let rows = stmt.query_map([user_id], |r| r.get(0))?;
+/// Delete every device of a user; returns their IDs and token hashes.
+pub fn delete_all_devices(conn: &Connection, user_id: &str) -> Result<Vec<(String, String)>> {
+    let mut stmt = conn.prepare("DELETE FROM devices WHERE user_id = ?1 RETURNING device_id, token_hash")?;
+    let rows = stmt.query_map([user_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 

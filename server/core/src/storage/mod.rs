@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 /// The migrations, in order; `PRAGMA user_version` records how many have run.
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_accounts_presence.sql"),
+    include_str!("../../migrations/0002_presence_devices.sql"),
     include_str!("../../migrations/0003_federation.sql"),
 ];
 

@@ -21,6 +21,8 @@ pub struct PresenceRow {
     pub last_seen_ts: u64,
     /// Stream position of the last visible change.
     pub stream_pos: u64,
+    /// The devices watchers saw, as JSON `[[device_id, kind, idle], ...]`.
+    pub devices: String,
 }
 
 /// A subscription row: `watcher` asked to see `target`.
@@ -43,11 +45,12 @@ pub fn upsert_many(conn: &mut Connection, rows: &[PresenceRow]) -> Result<()> {
     let tx = conn.transaction()?;
     {
         let mut stmt = tx.prepare_cached(
-            "INSERT INTO presence (user_id, state, status_msg, explicit_state, last_active_ts, last_seen_ts, stream_pos)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+            "INSERT INTO presence (user_id, state, status_msg, explicit_state, last_active_ts, last_seen_ts, stream_pos,
+                                   devices)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
              ON CONFLICT(user_id) DO UPDATE SET state = excluded.state, status_msg = excluded.status_msg,
                explicit_state = excluded.explicit_state, last_active_ts = excluded.last_active_ts,
-               last_seen_ts = excluded.last_seen_ts, stream_pos = excluded.stream_pos",
+               last_seen_ts = excluded.last_seen_ts, stream_pos = excluded.stream_pos, devices = excluded.devices",
         )?;
         for r in rows {
             stmt.execute(params![
@@ -57,7 +60,8 @@ pub fn upsert_many(conn: &mut Connection, rows: &[PresenceRow]) -> Result<()> {
                 r.explicit_state,
                 r.last_active_ts as i64,
                 r.last_seen_ts as i64,
-                r.stream_pos as i64
+                r.stream_pos as i64,
+                r.devices
             ])?;
         }
     }
@@ -68,7 +72,8 @@ pub fn upsert_many(conn: &mut Connection, rows: &[PresenceRow]) -> Result<()> {
 /// Every presence row.
 pub fn load_all(conn: &Connection) -> Result<Vec<PresenceRow>> {
     let mut stmt = conn.prepare(
-        "SELECT user_id, state, status_msg, explicit_state, last_active_ts, last_seen_ts, stream_pos FROM presence",
+        "SELECT user_id, state, status_msg, explicit_state, last_active_ts, last_seen_ts, stream_pos, devices
+         FROM presence",
     )?;
     let rows = stmt.query_map([], |r| {
         Ok(PresenceRow {
@@ -79,6 +84,7 @@ pub fn load_all(conn: &Connection) -> Result<Vec<PresenceRow>> {
             last_active_ts: r.get::<_, i64>(4)? as u64,
             last_seen_ts: r.get::<_, i64>(5)? as u64,
             stream_pos: r.get::<_, i64>(6)? as u64,
+            devices: r.get(7)?,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
