@@ -3,7 +3,6 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 use tidings_core::{Error, ErrorKind};
 
 /// A core error on its way to the client as `{"errcode", "error"}`.
@@ -18,13 +17,8 @@ impl From<Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let kind = self.0.kind();
-        let status = StatusCode::from_u16(kind.status_code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let mut body = json!({ "errcode": kind.errcode(), "error": self.0.message() });
-        if let ErrorKind::LimitExceeded { retry_after_ms } = kind {
-            body["retry_after_ms"] = json!(retry_after_ms);
-        }
-        (status, Json(body)).into_response()
+        let status = StatusCode::from_u16(self.0.status_code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, Json(self.0.to_matrix_body())).into_response()
     }
 }
 

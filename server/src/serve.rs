@@ -10,6 +10,7 @@ use axum::extract::DefaultBodyLimit;
 use tidings_client_api::{ClientState, RegistrationPolicy};
 use tidings_core::Core;
 use tidings_core::clock::TokioClock;
+use tidings_federation::Federation;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower_http::cors::{Any, CorsLayer};
@@ -50,7 +51,13 @@ pub async fn run(config: Config, listener: TcpListener, stop: watch::Receiver<bo
         let _ = served_rx.await;
     }));
 
-    let app = app(&config, core.clone());
+    let key = tidings_federation::keys::ServerKey::load_or_create(&config.data_dir)?;
+    tracing::info!(key_id = key.key_id(), "signing key loaded");
+    let federation =
+        Federation::new(core.clone(), key, &config.federation, config.presence.batch_ms, config.max_request_bytes);
+    let federation_task = tokio::spawn(Arc::clone(&federation).run());
+
+    let app = app(&config, core.clone(), federation);
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!(%addr, server_name = %config.server_name, registration_open = config.registration_open(), "tidings is listening");
 
@@ -64,6 +71,7 @@ pub async fn run(config: Config, listener: TcpListener, stop: watch::Receiver<bo
         .with_graceful_shutdown(graceful)
         .await
         .map_err(|e| format!("server error: {e}"))?;
+    federation_task.abort();
     let _ = served_tx.send(());
     presence_task.await.map_err(|e| format!("presence task failed: {e}"))?;
     tracing::info!("stopped cleanly");
@@ -71,17 +79,18 @@ pub async fn run(config: Config, listener: TcpListener, stop: watch::Receiver<bo
 }
 
 /// The whole HTTP application.
-fn app(config: &Config, core: Core) -> Router {
+fn app(config: &Config, core: Core, federation: Arc<Federation>) -> Router {
     let client =
         ClientState { core: core.clone(), registration: RegistrationPolicy { open: config.registration_open() } };
     let admin = AdminState {
         core,
         started: Instant::now(),
         metrics_token: config.metrics_token.as_deref().map(Arc::from),
-        federation: Arc::new(config.federation.clone()),
+        federation: Arc::clone(&federation),
     };
     tidings_client_api::router(client)
         .merge(admin::router(admin))
+        .merge(tidings_federation::routes::router(federation))
         .fallback(tidings_client_api::error::unknown_endpoint)
         .method_not_allowed_fallback(tidings_client_api::error::wrong_method)
         .layer(DefaultBodyLimit::max(config.max_request_bytes))

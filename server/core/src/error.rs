@@ -145,6 +145,16 @@ impl Error {
     pub fn status_code(&self) -> u16 {
         self.kind.status_code()
     }
+
+    /// The Matrix error body, `{"errcode", "error"}` (and `retry_after_ms` when rate
+    /// limited): the one place it is written, for every API that answers errors.
+    pub fn to_matrix_body(&self) -> serde_json::Value {
+        let mut body = serde_json::json!({ "errcode": self.kind.errcode(), "error": self.message });
+        if let ErrorKind::LimitExceeded { retry_after_ms } = self.kind {
+            body["retry_after_ms"] = serde_json::json!(retry_after_ms);
+        }
+        body
+    }
 }
 
 impl fmt::Display for Error {

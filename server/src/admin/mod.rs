@@ -16,7 +16,7 @@ use axum::routing::get;
 use tidings_client_api::error::ApiError;
 use tidings_client_api::extract::Authed;
 use tidings_core::{Core, Error};
-use tidings_federation::FederationConfig;
+use tidings_federation::Federation;
 
 /// What the admin handlers need.
 #[derive(Debug, Clone)]
@@ -27,8 +27,8 @@ pub struct AdminState {
     pub started: Instant,
     /// The scraper's token, if configured.
     pub metrics_token: Option<Arc<str>>,
-    /// Configured peers.
-    pub federation: Arc<FederationConfig>,
+    /// Federation with the configured peers.
+    pub federation: Arc<Federation>,
 }
 
 impl FromRef<AdminState> for Core {

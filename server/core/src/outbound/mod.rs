@@ -94,9 +94,7 @@ impl Outbound {
     /// How many EDUs wait for `destination` (queued, or in the transaction in flight).
     pub async fn queue_len(&self, destination: &str) -> Result<u64> {
         let d = destination.to_owned();
-        self.db
-            .call(move |c| Ok(store::outbox_len(c, &d)? + store::pending_txn(c, &d)?.map_or(0, |t| t.edus)))
-            .await
+        self.db.call(move |c| Ok(store::outbox_len(c, &d)? + store::pending_txn(c, &d)?.map_or(0, |t| t.edus))).await
     }
 
     /// The transaction in flight to `destination`.
@@ -154,7 +152,8 @@ impl Outbound {
 
     /// The users `destination` asked to be pushed.
     pub fn interest(&self, destination: &str) -> Vec<OwnedUserId> {
-        let mut v: Vec<_> = lock(&self.interest).get(destination).map(|s| s.iter().cloned().collect()).unwrap_or_default();
+        let mut v: Vec<_> =
+            lock(&self.interest).get(destination).map(|s| s.iter().cloned().collect()).unwrap_or_default();
         v.sort();
         v
     }

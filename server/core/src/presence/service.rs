@@ -97,6 +97,9 @@ impl Drop for SyncGuard {
 impl PresenceService {
     /// Load presence and presence lists from the database. Users who were present
     /// before a restart stay so until their `offline_after_ms` runs out.
+    // The one wiring point, called only by `Core::open`: each argument is a separate
+    // shared service, and bundling them would make the god-struct we avoid.
+    #[allow(clippy::too_many_arguments)]
     pub fn load(
         db: Db,
         config: &PresenceConfig,
@@ -385,7 +388,9 @@ impl PresenceService {
         let now = self.clock.now_ms();
         if !is_local(user, &self.server_name) {
             return match self.remote().get(user) {
-                Some(r) => UserView { user_id: user.to_owned(), known: r.known, snapshot: r.snapshot.clone(), now_ms: now },
+                Some(r) => {
+                    UserView { user_id: user.to_owned(), known: r.known, snapshot: r.snapshot.clone(), now_ms: now }
+                }
                 None => UserView { user_id: user.to_owned(), known: false, snapshot: Snapshot::offline(), now_ms: now },
             };
         }
@@ -580,6 +585,11 @@ impl PresenceService {
         }
         let now = self.clock.now_ms();
         self.users().get(user).is_some_and(|e| e.presence.connected(now, self.timings))
+    }
+
+    /// The newest stream position handed out.
+    pub fn stream_position(&self) -> u64 {
+        self.counter.current()
     }
 
     /// Users whose presence is held in memory (for metrics).

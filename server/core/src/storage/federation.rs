@@ -121,13 +121,23 @@ pub fn cursor(conn: &Connection, destination: &str) -> Result<u64> {
 }
 
 /// Record `destination`'s interest in `users` (and forget `removed`).
-pub fn set_interest(conn: &mut Connection, destination: &str, added: &[String], removed: &[String], replace: bool, now: u64) -> Result<()> {
+pub fn set_interest(
+    conn: &mut Connection,
+    destination: &str,
+    added: &[String],
+    removed: &[String],
+    replace: bool,
+    now: u64,
+) -> Result<()> {
     let tx = conn.transaction()?;
     if replace {
         tx.execute("DELETE FROM federation_interest WHERE destination = ?1", [destination])?;
     }
     for user in removed {
-        tx.execute("DELETE FROM federation_interest WHERE destination = ?1 AND user_id = ?2", params![destination, user])?;
+        tx.execute(
+            "DELETE FROM federation_interest WHERE destination = ?1 AND user_id = ?2",
+            params![destination, user],
+        )?;
     }
     for user in added {
         tx.execute(
