@@ -100,15 +100,7 @@ impl Federation {
         }
         if edus.is_empty() {
             if upto > cursor {
-                // Nothing of interest moved; remember how far we looked.
-                let txn = StoredTxn {
-                    txn_id: String::new(),
-                    body: String::new(),
-                    presence_upto: upto,
-                    outbox_upto: 0,
-                    edus: 0,
-                };
-                outbound.ack_txn(dest, txn).await?;
+                outbound.advance_cursor(dest, upto).await?;
             }
             return Ok(None);
         }

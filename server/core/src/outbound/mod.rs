@@ -121,6 +121,12 @@ impl Outbound {
         self.db.call(move |c| store::cursor(c, &d)).await
     }
 
+    /// Nothing for `destination` moved up to `pos`: remember how far we looked.
+    pub async fn advance_cursor(&self, destination: &str, pos: u64) -> Result<()> {
+        let d = destination.to_owned();
+        self.db.call(move |c| store::advance_cursor(c, &d, pos)).await
+    }
+
     /// `destination` asks to be pushed `added` and no longer `removed` (`replace`: exactly `added`).
     pub async fn set_interest(
         &self,

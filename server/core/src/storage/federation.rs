@@ -112,6 +112,16 @@ pub fn ack_txn(conn: &mut Connection, destination: &str, txn: &StoredTxn) -> Res
     Ok(())
 }
 
+/// Move `destination`'s presence cursor forward to `pos` (never back).
+pub fn advance_cursor(conn: &Connection, destination: &str, pos: u64) -> Result<()> {
+    conn.execute(
+        "INSERT INTO federation_cursors (destination, presence_pos) VALUES (?1, ?2)
+         ON CONFLICT(destination) DO UPDATE SET presence_pos = MAX(presence_pos, excluded.presence_pos)",
+        params![destination, pos as i64],
+    )?;
+    Ok(())
+}
+
 /// How far the presence stream has been sent to `destination`.
 pub fn cursor(conn: &Connection, destination: &str) -> Result<u64> {
     let pos: Option<i64> = conn
