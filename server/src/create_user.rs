@@ -45,8 +45,7 @@ pub fn create_user(config: &Config, localpart: &str, password: PasswordSource, a
     if password.is_empty() {
         return Err("the password is empty".into());
     }
-    std::fs::create_dir_all(&config.data_dir)
-        .map_err(|e| format!("cannot create data_dir {}: {e}", config.data_dir.display()))?;
+    crate::config::create_data_dir(&config.data_dir)?;
     let db = Db::open(&config.data_dir.join("tidings.sqlite")).map_err(|e| e.to_string())?;
     let now =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);

@@ -33,8 +33,7 @@ pub async fn serve(config: Config) -> Result<(), String> {
 
 /// Serve on `listener` until `stop` turns true: the seam tests and `serve` share.
 pub async fn run(config: Config, listener: TcpListener, stop: watch::Receiver<bool>) -> Result<(), String> {
-    std::fs::create_dir_all(&config.data_dir)
-        .map_err(|e| format!("cannot create data_dir {}: {e}", config.data_dir.display()))?;
+    crate::config::create_data_dir(&config.data_dir)?;
     let core = Core::open(
         &config.data_dir,
         &config.server_name,
@@ -94,6 +93,7 @@ fn app(config: &Config, core: Core, federation: Arc<Federation>) -> Router {
         .fallback(tidings_client_api::error::unknown_endpoint)
         .method_not_allowed_fallback(tidings_client_api::error::wrong_method)
         .layer(DefaultBodyLimit::max(config.max_request_bytes))
+        .layer(axum::middleware::from_fn_with_state(config.max_request_bytes, refuse_large_bodies))
         .layer(cors())
 }
 
@@ -105,6 +105,26 @@ fn cors() -> CorsLayer {
         .allow_origin(Any)
         .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE, Method::OPTIONS])
         .allow_headers([HeaderName::from_static("x-requested-with"), header::CONTENT_TYPE, header::AUTHORIZATION])
+}
+
+/// Refuse a body announced larger than `max_request_bytes` on every endpoint, also
+/// those that never read one (bodies read in chunks are limited where they are read).
+async fn refuse_large_bodies(
+    axum::extract::State(max): axum::extract::State<usize>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let announced = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if announced.is_some_and(|n| n > max) {
+        let e = tidings_core::Error::new(tidings_core::ErrorKind::TooLarge, "request body too large");
+        return tidings_client_api::error::ApiError(e).into_response();
+    }
+    next.run(request).await
 }
 
 async fn wait_for(mut stop: watch::Receiver<bool>) {

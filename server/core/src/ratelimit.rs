@@ -59,9 +59,11 @@ impl RateLimiter {
         let now = self.clock.now_ms();
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         if buckets.len() >= MAX_BUCKETS {
-            let full = f64::from(rate.burst);
-            buckets
-                .retain(|_, b| b.tokens + (now.saturating_sub(b.updated_ms) as f64 / 1000.0) * rate.per_second < full);
+            // Forget buckets that have refilled: they hold no information.
+            buckets.retain(|(a, _), b| {
+                let r = self.rate(*a);
+                b.tokens + (now.saturating_sub(b.updated_ms) as f64 / 1000.0) * r.per_second < f64::from(r.burst)
+            });
         }
         let bucket = buckets
             .entry((action, key.to_owned()))
