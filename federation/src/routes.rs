@@ -67,7 +67,10 @@ async fn put_send(
     let auth = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     let peer = f.authenticate(auth, parts.method.as_str(), &uri, Some(&content)).await?;
     let now = f.core.clock.now_ms();
-    peer.heard_at(now);
+    if peer.heard_at(now) {
+        // Back from silence: ask again for everything (the resubscribe goes out now).
+        f.core.outbound.wake(peer.name());
+    }
     peer.stats.last_received_ts.store(now, std::sync::atomic::Ordering::Relaxed);
     PeerStats::add(
         &peer.stats.bytes_received,

@@ -195,7 +195,9 @@ impl Federation {
         if !status.is_success() {
             return Err(format!("peer answered {status}: {}", String::from_utf8_lossy(&answer)));
         }
-        peer.heard_at(self.core.clock.now_ms());
+        if peer.heard_at(self.core.clock.now_ms()) {
+            self.core.outbound.wake(peer.name());
+        }
         Ok(())
     }
 }
