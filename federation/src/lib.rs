@@ -49,7 +49,12 @@ impl Federation {
             .map(|p| {
                 (
                     p.server_name.clone(),
-                    Arc::new(Peer::new(p.clone(), config.short_watchdog_ms, config.long_watchdog_ms)),
+                    Arc::new(Peer::new(
+                        &core.server_name,
+                        p.clone(),
+                        config.short_watchdog_ms,
+                        config.long_watchdog_ms,
+                    )),
                 )
             })
             .collect();
@@ -80,9 +85,11 @@ impl Federation {
         self.run_watchdogs().await;
     }
 
-    /// Check every peer's timers on a tick of a tenth of the short period.
+    /// Check every peer's timers on a tick of a hundredth of the short period: fine
+    /// enough that the two ends of a link, whose short periods differ by a few percent,
+    /// do not fire on the same tick.
     async fn run_watchdogs(&self) {
-        let tick = Duration::from_millis((self.short_watchdog_ms / 10).clamp(10, 1000));
+        let tick = Duration::from_millis((self.short_watchdog_ms / 100).clamp(5, 1000));
         let mut interval = tokio::time::interval(tick);
         loop {
             interval.tick().await;

@@ -60,8 +60,8 @@ impl PeerStats {
 
 impl Peer {
     /// A peer with its timers off.
-    pub fn new(config: PeerConfig, short_ms: u64, long_ms: u64) -> Self {
-        let watchdog = Mutex::new(Watchdog::new(&config.server_name, short_ms, long_ms));
+    pub fn new(own: &str, config: PeerConfig, short_ms: u64, long_ms: u64) -> Self {
+        let watchdog = Mutex::new(Watchdog::new(own, &config.server_name, short_ms, long_ms));
         Self {
             config,
             watchdog,

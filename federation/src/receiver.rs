@@ -137,6 +137,8 @@ impl Federation {
             edus::REMINDER => {
                 let content: ReminderEdu = serde_json::from_value(edu.content).map_err(parse_err)?;
                 peer.watchdog().reminded(self.core.clock.now_ms());
+                // Its reminder checked both directions (both digests): ours is not needed.
+                peer.reminder_due.store(false, Ordering::SeqCst);
                 if content.held != presence.digest_pushed(origin) {
                     // What the peer holds of our users differs: push it all again.
                     self.core.outbound.owe(origin, presence.pushable_to(origin));

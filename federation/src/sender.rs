@@ -48,8 +48,11 @@ impl Federation {
             if !woken && wakes.changed().await.is_err() {
                 return;
             }
-            // The batch window starts now, at the first change, and is not extended.
-            tokio::time::sleep(Duration::from_millis(self.batch_ms)).await;
+            // The batch window starts now, at the first change, and is not extended. A due
+            // reminder does not wait: it is what keeps the peer from thinking us gone.
+            if !peer.reminder_due.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(self.batch_ms)).await;
+            }
             wakes.borrow_and_update();
             woken = false;
             match self.form_txn(&peer).await {

@@ -5,6 +5,10 @@
 //! - long: reset only by a status reminder from the peer. Its period is stretched
 //!   per peer by a deterministic factor in [0.75, 1.0) from a hash of the peer's
 //!   name, so a server with many peers never sends all its reminders at once;
+//! - the short period is shortened per direction by a factor in [0.9, 1.0) from a hash
+//!   of (our name, the peer's name): the two ends of an idle link then never fire
+//!   together, the quicker one's reminder resets the other, and one reminder per
+//!   period crosses instead of two;
 //! - either expiring means: send the peer a status reminder (and ask again);
 //! - nothing verified for 2 × short: the peer's users become "unknown".
 //!
@@ -17,6 +21,7 @@ use sha2::{Digest, Sha256};
 pub struct Watchdog {
     short_ms: u64,
     long_ms: u64,
+    stale_ms: u64,
     active: bool,
     short_due: Option<u64>,
     long_due: Option<u64>,
@@ -24,11 +29,21 @@ pub struct Watchdog {
     stale: bool,
 }
 
-/// The stagger factor of a peer: deterministic, in [0.75, 1.0).
+/// A deterministic number in [0, 1) from `text`.
+fn unit_hash(text: &str) -> f64 {
+    let hash = Sha256::digest(text.as_bytes());
+    f64::from(u16::from_be_bytes([hash[0], hash[1]])) / 65536.0
+}
+
+/// The long-timer stagger factor of a peer: deterministic, in [0.75, 1.0).
 pub fn stagger(server_name: &str) -> f64 {
-    let hash = Sha256::digest(server_name.as_bytes());
-    let n = u16::from_be_bytes([hash[0], hash[1]]);
-    0.75 + 0.25 * (f64::from(n) / 65536.0)
+    0.75 + 0.25 * unit_hash(server_name)
+}
+
+/// The short-timer factor of the direction `own` → `peer`: in [0.9, 1.0), and
+/// different for the two ends of a link.
+pub fn short_factor(own: &str, peer: &str) -> f64 {
+    0.9 + 0.1 * unit_hash(&format!("{own}\u{1f}{peer}"))
 }
 
 /// What the timers say should happen now.
@@ -41,10 +56,23 @@ pub struct Due {
 }
 
 impl Watchdog {
-    /// Timers for `server_name` with these periods; off until [`Self::set_active`].
-    pub fn new(server_name: &str, short_ms: u64, long_ms: u64) -> Self {
+    /// Timers that `own` keeps for `server_name` with these periods; off until
+    /// [`Self::set_active`]. What the peer told us goes stale after 2 × `short_ms`
+    /// (the configured period, not the shortened one).
+    pub fn new(own: &str, server_name: &str, short_ms: u64, long_ms: u64) -> Self {
         let long_ms = ((long_ms as f64) * stagger(server_name)).round().max(1.0) as u64;
-        Self { short_ms, long_ms, active: false, short_due: None, long_due: None, last_heard: None, stale: false }
+        let stale_ms = 2 * short_ms;
+        let short_ms = ((short_ms as f64) * short_factor(own, server_name)).round().max(1.0) as u64;
+        Self {
+            short_ms,
+            long_ms,
+            stale_ms,
+            active: false,
+            short_due: None,
+            long_due: None,
+            last_heard: None,
+            stale: false,
+        }
     }
 
     /// The peer's effective long period (after staggering).
@@ -98,7 +126,7 @@ impl Watchdog {
             self.long_due = Some(now + self.long_ms);
             due.reminder = true;
         }
-        if !self.stale && self.last_heard.is_some_and(|h| now >= h + 2 * self.short_ms) {
+        if !self.stale && self.last_heard.is_some_and(|h| now >= h + self.stale_ms) {
             self.stale = true;
             due.went_stale = true;
         }
@@ -130,14 +158,14 @@ mod tests {
 
     #[test]
     fn off_without_subscriptions() {
-        let mut w = Watchdog::new("b.test", SHORT, LONG);
+        let mut w = Watchdog::new("a.test", "b.test", SHORT, LONG);
         assert_eq!(w.poll(10 * LONG), Due::default());
         assert_eq!(w.short_due(), None);
     }
 
     #[test]
     fn idle_peer_gets_reminders_on_the_short_period() {
-        let mut w = Watchdog::new("b.test", SHORT, LONG);
+        let mut w = Watchdog::new("a.test", "b.test", SHORT, LONG);
         w.set_active(true, 0);
         let mut reminders = 0;
         let mut now = 0;
@@ -154,7 +182,7 @@ mod tests {
 
     #[test]
     fn steady_traffic_leaves_only_the_long_timer() {
-        let mut w = Watchdog::new("b.test", SHORT, LONG);
+        let mut w = Watchdog::new("a.test", "b.test", SHORT, LONG);
         w.set_active(true, 0);
         let mut reminders = Vec::new();
         let mut now = 0;
@@ -171,16 +199,17 @@ mod tests {
 
     #[test]
     fn a_reminder_resets_both() {
-        let mut w = Watchdog::new("b.test", SHORT, LONG);
+        let mut w = Watchdog::new("a.test", "b.test", SHORT, LONG);
         w.set_active(true, 0);
         w.reminded(LONG - 1);
         assert_eq!(w.long_due(), Some(LONG - 1 + w.long_period_ms()));
-        assert_eq!(w.short_due(), Some(LONG - 1 + SHORT));
+        let short = w.short_due().map(|t| t - (LONG - 1));
+        assert!(short.is_some_and(|s| s > SHORT * 9 / 10 && s <= SHORT), "{short:?}");
     }
 
     #[test]
     fn silence_for_two_short_periods_goes_stale_once_and_recovers() {
-        let mut w = Watchdog::new("b.test", SHORT, LONG);
+        let mut w = Watchdog::new("a.test", "b.test", SHORT, LONG);
         w.set_active(true, 0);
         w.heard(1_000);
         assert!(!w.poll(1_000 + 2 * SHORT - 1).went_stale);
@@ -191,10 +220,37 @@ mod tests {
     }
 
     #[test]
+    fn the_two_ends_of_a_link_have_different_short_periods() {
+        let mut a = Watchdog::new("a.test", "b.test", SHORT, LONG);
+        let mut b = Watchdog::new("b.test", "a.test", SHORT, LONG);
+        a.set_active(true, 0);
+        b.set_active(true, 0);
+        assert_ne!(a.short_due(), b.short_due());
+        // An idle link: whoever fires first reminds the other, which resets and stays quiet.
+        let (mut from_a, mut from_b) = (0, 0);
+        for now in (0..20 * SHORT).step_by(100) {
+            if a.poll(now).reminder {
+                from_a += 1;
+                b.heard(now);
+                b.reminded(now);
+                a.heard(now);
+            }
+            if b.poll(now).reminder {
+                from_b += 1;
+                a.heard(now);
+                a.reminded(now);
+                b.heard(now);
+            }
+        }
+        assert!(from_a == 0 || from_b == 0, "both ends sent reminders: {from_a} and {from_b}");
+        assert!(from_a + from_b >= 19, "{from_a} + {from_b}");
+    }
+
+    #[test]
     fn long_expiries_spread_across_peers() {
         let mut dues: Vec<u64> = (0..1000)
             .map(|i| {
-                let mut w = Watchdog::new(&format!("peer{i}.test"), SHORT, LONG);
+                let mut w = Watchdog::new("hub.test", &format!("peer{i}.test"), SHORT, LONG);
                 w.set_active(true, 0);
                 w.long_due().unwrap_or(0)
             })

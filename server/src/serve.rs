@@ -87,14 +87,19 @@ fn app(config: &Config, core: Core, federation: Arc<Federation>) -> Router {
         metrics_token: config.metrics_token.as_deref().map(Arc::from),
         federation: Arc::clone(&federation),
     };
-    tidings_client_api::router(client)
+    // CORS is for browsers, which use the client and admin APIs only; federation
+    // answers stay lean (CORS headers cost 109 bytes per transaction). Federation routes
+    // match first; everything else, unknown paths included, goes to the client side.
+    let client_side = tidings_client_api::router(client)
         .merge(admin::router(admin))
-        .merge(tidings_federation::routes::router(federation))
         .fallback(tidings_client_api::error::unknown_endpoint)
         .method_not_allowed_fallback(tidings_client_api::error::wrong_method)
+        .layer(cors());
+    tidings_federation::routes::router(federation)
+        .method_not_allowed_fallback(tidings_client_api::error::wrong_method)
+        .fallback_service(client_side)
         .layer(DefaultBodyLimit::max(config.max_request_bytes))
         .layer(axum::middleware::from_fn_with_state(config.max_request_bytes, refuse_large_bodies))
-        .layer(cors())
 }
 
 /// CORS as the Matrix spec asks of every endpoint, so browser clients (Element Web)

@@ -574,7 +574,11 @@ impl PresenceService {
 
     /// The user explicitly starts or stops watching their presence list.
     pub fn set_polling(&self, user: &UserId, enabled: bool) {
+        let before = self.is_polling(user);
         self.polling.lock().unwrap_or_else(|p| p.into_inner()).insert(user.to_owned(), enabled);
+        if before != enabled {
+            self.interest_changed(user);
+        }
     }
 
     /// Whether a client of `user` cares about their list now: an explicit start wins,
