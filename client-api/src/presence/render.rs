@@ -10,11 +10,13 @@ use tidings_core::presence::{Edge, Subscription, UserView};
 pub fn presence_content(view: &UserView) -> Value {
     let mut c = Map::new();
     let s = &view.snapshot;
-    c.insert("presence".into(), json!(s.state.as_str()));
     if !view.known {
+        // Whatever we last heard is stale: Matrix has no "unknown", so say offline.
+        c.insert("presence".into(), json!("offline"));
         c.insert("tidings.unknown".into(), json!(true));
         return Value::Object(c);
     }
+    c.insert("presence".into(), json!(s.state.as_str()));
     if let Some(active) = s.last_active_ms {
         c.insert("last_active_ago".into(), json!(view.now_ms.saturating_sub(active)));
     }
