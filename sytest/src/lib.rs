@@ -28,6 +28,7 @@
 //! When a test panics, every [`TestServer`] it owned prints its log to stderr as it is
 //! dropped (set `TIDINGS_SYTEST_SHOW_LOGS=1` to print them always).
 
+pub mod bench;
 mod binary;
 mod client;
 mod config;

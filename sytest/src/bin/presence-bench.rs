@@ -60,7 +60,6 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -144,52 +143,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // The harness finds the server through TIDINGS_BIN, and would prefer a debug build
-    // if one exists. Setting the variable in this process would need `unsafe`
-    // (`std::env::set_var`), so run ourselves again with it set.
-    if std::env::var_os("TIDINGS_BIN").is_none() {
-        return rerun_with_release_binary();
-    }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("presence-bench: cannot start the tokio runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(run(args))
-}
-
-/// Runs this program again with `TIDINGS_BIN` naming the release build of the server.
-fn rerun_with_release_binary() -> ExitCode {
-    let mut target_dirs: Vec<PathBuf> = Vec::new();
-    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
-        target_dirs.push(PathBuf::from(dir));
-    }
-    target_dirs.extend(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().map(|d| d.join("target")));
-    let Some(bin) = target_dirs.iter().map(|d| d.join("release").join("tidings")).find(|p| p.is_file()) else {
-        eprintln!(
-            "presence-bench: no release build of the server (target/release/tidings) was found.\n\
-             Build it first: cargo build --release -p tidings\n\
-             (or set TIDINGS_BIN to the server binary to benchmark)"
-        );
-        return ExitCode::FAILURE;
-    };
-    let exe = match std::env::current_exe() {
-        Ok(exe) => exe,
-        Err(e) => {
-            eprintln!("presence-bench: cannot find my own executable to re-run it: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match std::process::Command::new(exe).args(std::env::args_os().skip(1)).env("TIDINGS_BIN", &bin).status() {
-        Ok(status) if status.success() => ExitCode::SUCCESS,
-        Ok(status) => ExitCode::from(u8::try_from(status.code().unwrap_or(1)).unwrap_or(1)),
-        Err(e) => {
-            eprintln!("presence-bench: cannot re-run myself with TIDINGS_BIN={}: {e}", bin.display());
-            ExitCode::FAILURE
-        }
-    }
+    tidings_sytest::bench::run_against_release("presence-bench", || run(args))
 }
 
 /// A target as the load generator uses it.
