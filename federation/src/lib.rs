@@ -37,6 +37,7 @@ pub struct Federation {
     http: reqwest::Client,
     batch_ms: u64,
     short_watchdog_ms: u64,
+    long_watchdog_ms: u64,
     max_body: usize,
 }
 
@@ -71,6 +72,7 @@ impl Federation {
             http,
             batch_ms,
             short_watchdog_ms: config.short_watchdog_ms,
+            long_watchdog_ms: config.long_watchdog_ms,
             max_body,
         })
     }
@@ -85,11 +87,13 @@ impl Federation {
         self.run_watchdogs().await;
     }
 
-    /// Check every peer's timers on a tick of a hundredth of the short period: fine
-    /// enough that the two ends of a link, whose short periods differ by a few percent,
-    /// do not fire on the same tick.
+    /// Check every peer's timers on a tick fine enough for both periods: a hundredth of
+    /// the short one, so the two ends of a link (whose short periods differ by a few
+    /// percent) do not fire on the same tick, and a four-hundredth of the long one, so
+    /// staggered long expiries are not gathered onto one tick.
     async fn run_watchdogs(&self) {
-        let tick = Duration::from_millis((self.short_watchdog_ms / 100).clamp(5, 1000));
+        let tick = (self.short_watchdog_ms / 100).min(self.long_watchdog_ms / 400);
+        let tick = Duration::from_millis(tick.clamp(5, 1000));
         let mut interval = tokio::time::interval(tick);
         loop {
             interval.tick().await;

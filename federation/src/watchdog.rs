@@ -2,9 +2,9 @@
 //! over `now`, plus when what the peer told us goes stale.
 //!
 //! - short: reset by any verified request from the peer or a 2xx answer from it;
-//! - long: reset only by a status reminder from the peer. Its period is stretched
-//!   per peer by a deterministic factor in [0.75, 1.0) from a hash of the peer's
-//!   name, so a server with many peers never sends all its reminders at once;
+//! - long: reset only by a status reminder from the peer. Its period is shortened
+//!   per direction by a deterministic factor in [0.75, 1.0) from a hash of both
+//!   names, so a server with many peers never sends (or gets) all its reminders at once;
 //! - the short period is shortened per direction by a factor in [0.9, 1.0) from a hash
 //!   of (our name, the peer's name): the two ends of an idle link then never fire
 //!   together, the quicker one's reminder resets the other, and one reminder per
@@ -35,9 +35,12 @@ fn unit_hash(text: &str) -> f64 {
     f64::from(u16::from_be_bytes([hash[0], hash[1]])) / 65536.0
 }
 
-/// The long-timer stagger factor of a peer: deterministic, in [0.75, 1.0).
-pub fn stagger(server_name: &str) -> f64 {
-    0.75 + 0.25 * unit_hash(server_name)
+/// The long-timer stagger factor of the direction `own` → `peer`: deterministic, in
+/// [0.75, 1.0). It depends on both names, so a hub's timers toward its peers are
+/// spread, and so are its peers' timers toward the hub, which would otherwise all
+/// share the hub's factor and remind it together.
+pub fn stagger(own: &str, peer: &str) -> f64 {
+    0.75 + 0.25 * unit_hash(&format!("long\u{1f}{own}\u{1f}{peer}"))
 }
 
 /// The short-timer factor of the direction `own` → `peer`: in [0.9, 1.0), and
@@ -60,7 +63,7 @@ impl Watchdog {
     /// [`Self::set_active`]. What the peer told us goes stale after 2 × `short_ms`
     /// (the configured period, not the shortened one).
     pub fn new(own: &str, server_name: &str, short_ms: u64, long_ms: u64) -> Self {
-        let long_ms = ((long_ms as f64) * stagger(server_name)).round().max(1.0) as u64;
+        let long_ms = ((long_ms as f64) * stagger(own, server_name)).round().max(1.0) as u64;
         let stale_ms = 2 * short_ms;
         let short_ms = ((short_ms as f64) * short_factor(own, server_name)).round().max(1.0) as u64;
         Self {

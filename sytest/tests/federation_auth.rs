@@ -605,7 +605,7 @@ async fn subscriptions_pushes_and_reminders_with_a_fake_peer() {
     const SHORT_MS: u64 = 1000;
     const LONG_MS: u64 = 4000;
     const TICK_MS: u64 = SHORT_MS / 10;
-    let long_period = (LONG_MS as f64 * watchdog::stagger(FAKE)).round() as u64;
+    let long_period = (LONG_MS as f64 * watchdog::stagger(REAL, FAKE)).round() as u64;
 
     let fake = FakePeer::start().await;
     let hs = real_server(&fake, BATCH_MS, SHORT_MS, LONG_MS).await;
