@@ -6,7 +6,7 @@
 //! `idle_after_ms`; an `idle_ms` report makes the user `unavailable` at once with
 //! `last_active_ago` moved back, and `idle_ms: 0` undoes it; with two devices the user is
 //! as present as the most present one; `set_presence` on `/sync` applies; an explicit
-//! `PUT status` wins over `set_presence=online` until the user has gone offline.
+//! `PUT status` wins over `set_presence=online` until the next PUT, across an absence.
 //!
 //! Presence is always read by an accepted watcher, never by the user (whose own
 //! requests would count as activity).
@@ -262,7 +262,7 @@ async fn set_presence_on_sync_applies() {
 }
 
 #[tokio::test]
-async fn explicit_unavailable_wins_over_set_presence_online_until_offline() {
+async fn explicit_unavailable_wins_over_set_presence_online_until_the_next_put() {
     let hs = server(300_000, SHORT_MS).await;
     let (alice, bob) = watcher_and_target(&hs).await;
     put_status(&bob, "unavailable").await;
@@ -275,11 +275,13 @@ async fn explicit_unavailable_wins_over_set_presence_online_until_offline() {
     put_status(&bob, "online").await;
     assert_eq!(status_of(&alice, &bob.user_id).await["presence"], json!("online"));
 
-    // An explicit choice lasts until the user has no present device, then is cleared.
+    // An explicit choice outlasts an absence: only the next PUT ends it (INTERFACE.md).
     put_status(&bob, "unavailable").await;
     wait_presence(&alice, &bob.user_id, "offline", Duration::from_secs(8)).await;
     let (status, body) = bob.sync_with(&[("set_presence", "online"), ("timeout", "0")]).await;
     assert_eq!(status, 200, "{body}");
     let body = status_of(&alice, &bob.user_id).await;
-    assert_eq!(body["presence"], json!("online"), "the explicit state ended with the absence: {body}");
+    assert_eq!(body["presence"], json!("unavailable"), "the explicit state holds until the next PUT: {body}");
+    put_status(&bob, "online").await;
+    assert_eq!(status_of(&alice, &bob.user_id).await["presence"], json!("online"));
 }

@@ -126,7 +126,7 @@ impl PresenceService {
                 devices: devices.clone(),
             });
             let presence = UserPresence {
-                explicit: carried.as_ref().and(row.explicit_state.as_deref().map(PresenceState::from)),
+                explicit: row.explicit_state.as_deref().map(PresenceState::from),
                 status_msg: row.status_msg.clone(),
                 last_active_ms: (row.last_active_ts > 0).then_some(row.last_active_ts),
                 carried,

@@ -207,10 +207,10 @@ impl UserPresence {
         self.devices.values().any(|d| d.connected(now, t))
     }
 
-    /// When everyone has gone: explicit choices end with the session that made them.
+    /// When everyone has gone: the last sync's `set_presence` and any carried-over
+    /// state end. An explicit PUT does not: it holds until the next PUT.
     pub fn expire_if_gone(&mut self, now: u64, t: Timings) {
         if !self.connected(now, t) && self.carried.as_ref().is_none_or(|c| now >= c.until_ms) {
-            self.explicit = None;
             self.sync_presence = None;
             self.carried = None;
         }
@@ -351,7 +351,7 @@ mod tests {
     }
 
     #[test]
-    fn explicit_wins_over_set_presence_until_the_session_ends() {
+    fn explicit_wins_over_set_presence_until_the_next_put() {
         let mut p = UserPresence::default();
         p.set_explicit("D", PresenceState::Unavailable, Some("lunch".into()), START);
         p.sync_started("D", Some(PresenceState::Online), START + 1);
@@ -360,10 +360,11 @@ mod tests {
         assert_eq!(s.status_msg.as_deref(), Some("lunch"));
         p.sync_ended("D", START + 2);
         p.expire_if_gone(START + 40_000, T);
-        assert_eq!(p.explicit, None);
+        assert_eq!(p.explicit, Some(PresenceState::Unavailable), "an absence does not end it");
         p.sync_started("D", Some(PresenceState::Online), START + 50_000);
-        // A device's sync does not make it active again: it is idle since START.
-        assert_eq!(p.evaluate(START + 50_000, T).state, PresenceState::Online);
+        assert_eq!(p.evaluate(START + 50_000, T).state, PresenceState::Unavailable);
+        p.set_explicit("D", PresenceState::Online, None, START + 60_000);
+        assert_eq!(p.evaluate(START + 60_000, T).state, PresenceState::Online);
     }
 
     #[test]
