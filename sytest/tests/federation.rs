@@ -15,29 +15,15 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tidings_sytest::{
-    ServerOptions, Session, Syncer, TestServer, Value, assert_matrix_error, encode_component, eventually, json,
-};
+use tidings_sytest::paths::{REQUESTS, answer_path, list_path, status_path};
+use tidings_sytest::{ServerOptions, Session, Syncer, TestServer, Value, assert_matrix_error, eventually, json};
 use tokio::time::Instant;
 
 const PW: &str = "federation-pw-1";
 const PEERS: &str = "/_tidings/admin/v1/federation/peers";
-const REQUESTS: &str = "/_tidings/client/v1/presence/requests";
 /// `offline_after_ms` of every server here: long enough that nobody goes offline by
 /// themselves during a test, so one `/sync` keeps a watcher "polling" throughout.
 const OFFLINE_AFTER_MS: u64 = 120_000;
-
-fn status_path(user_id: &str) -> String {
-    format!("/_matrix/client/v3/presence/{}/status", encode_component(user_id))
-}
-
-fn list_path(user_id: &str) -> String {
-    format!("/_tidings/client/v1/presence/list/{}", encode_component(user_id))
-}
-
-fn answer_path(watcher: &str) -> String {
-    format!("{REQUESTS}/{}", encode_component(watcher))
-}
 
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))

@@ -30,6 +30,7 @@ use axum::{Json, Router};
 use tempfile::TempDir;
 use tidings_federation::keys::ServerKey;
 use tidings_federation::{watchdog, xmatrix};
+use tidings_sytest::paths::{list_path, status_path};
 use tidings_sytest::{Method, Peer, ServerOptions, Session, TestServer, Value, encode_component, eventually, json};
 use tokio::task::JoinHandle;
 
@@ -46,14 +47,6 @@ fn now_ms() -> u64 {
 
 fn send_path(txn_id: &str) -> String {
     format!("/_matrix/federation/v1/send/{}", encode_component(txn_id))
-}
-
-fn status_path(user_id: &str) -> String {
-    format!("/_matrix/client/v3/presence/{}/status", encode_component(user_id))
-}
-
-fn list_path(user_id: &str) -> String {
-    format!("/_tidings/client/v1/presence/list/{}", encode_component(user_id))
 }
 
 // ----- the fake peer -----

@@ -12,22 +12,10 @@
 
 use std::time::Duration;
 
+use tidings_sytest::paths::{REQUESTS, answer_path, list_path, status_path};
 use tidings_sytest::{ServerOptions, Session, TestServer, Value, assert_matrix_error, encode_component, json};
 
 const PW: &str = "presence-pw-1";
-const REQUESTS: &str = "/_tidings/client/v1/presence/requests";
-
-fn status_path(user_id: &str) -> String {
-    format!("/_matrix/client/v3/presence/{}/status", encode_component(user_id))
-}
-
-fn list_path(user_id: &str) -> String {
-    format!("/_tidings/client/v1/presence/list/{}", encode_component(user_id))
-}
-
-fn answer_path(watcher: &str) -> String {
-    format!("{REQUESTS}/{}", encode_component(watcher))
-}
 
 fn devices_path(device_id: &str) -> String {
     format!("/_tidings/client/v1/presence/devices/{}", encode_component(device_id))

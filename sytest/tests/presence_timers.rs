@@ -13,6 +13,7 @@
 
 use std::time::Duration;
 
+use tidings_sytest::paths::status_path;
 use tidings_sytest::{ServerOptions, Session, TestServer, Value, encode_component, eventually, json};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -20,10 +21,6 @@ use tokio::time::Instant;
 const PW: &str = "timers-pw-1";
 /// `idle_after_ms` and `offline_after_ms` of the short-timer servers.
 const SHORT_MS: u64 = 1500;
-
-fn status_path(user_id: &str) -> String {
-    format!("/_matrix/client/v3/presence/{}/status", encode_component(user_id))
-}
 
 fn devices_path(device_id: &str) -> String {
     format!("/_tidings/client/v1/presence/devices/{}", encode_component(device_id))

@@ -10,20 +10,13 @@
 
 use std::time::Duration;
 
+use tidings_sytest::paths::{list_path, status_path};
 use tidings_sytest::{
     ServerOptions, Session, TestServer, Value, assert_matrix_error, encode_component, eventually, json,
 };
 use tokio::time::Instant;
 
 const PW: &str = "restart-pw-1";
-
-fn status_path(user_id: &str) -> String {
-    format!("/_matrix/client/v3/presence/{}/status", encode_component(user_id))
-}
-
-fn list_path(user_id: &str) -> String {
-    format!("/_tidings/client/v1/presence/list/{}", encode_component(user_id))
-}
 
 /// `watcher` asks to watch `target`, who answers `allow` (or nothing with `None`).
 async fn ask(watcher: &Session, target: &Session, allow: Option<bool>) {

@@ -10,14 +10,11 @@
 
 use std::time::Duration;
 
+use tidings_sytest::paths::status_path;
 use tidings_sytest::{ServerOptions, Session, Syncer, TestServer, Value, encode_component, eventually, json};
 use tokio::time::Instant;
 
 const PW: &str = "sync-pw-1";
-
-fn status_path(user_id: &str) -> String {
-    format!("/_matrix/client/v3/presence/{}/status", encode_component(user_id))
-}
 
 async fn server() -> TestServer {
     TestServer::start(ServerOptions::default()).await

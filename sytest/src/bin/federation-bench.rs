@@ -51,6 +51,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use tidings_sytest::paths::{list_path, status_path};
 use tidings_sytest::{Peer, ServerOptions, Session, TestServer, Value, encode_component, free_port, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -890,14 +891,6 @@ async fn register_all(server: &TestServer, names: Vec<String>) -> Vec<Session> {
         async move { client.register(&names[i], PASSWORD).await }
     })
     .await
-}
-
-fn list_path(user: &str) -> String {
-    format!("/_tidings/client/v1/presence/list/{}", encode_component(user))
-}
-
-fn status_path(user: &str) -> String {
-    format!("/_matrix/client/v3/presence/{}/status", encode_component(user))
 }
 
 /// Watcher `i` switches watching on, invites target `i` (on the other server) and
