@@ -4,6 +4,10 @@
 use std::future::Future;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::{Client, Session};
 
 /// Run `bench` (named `name` in messages) against the release server: if
 /// `TIDINGS_BIN` is unset, find `target/release/tidings` and run this program again
@@ -55,4 +59,52 @@ fn rerun_with_release_binary(name: &str) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Runs `job(0..count)` with at most `width` in flight; the results in index order.
+pub async fn concurrently<T, F, Fut>(count: usize, width: usize, job: F) -> Vec<T>
+where
+    T: Send + 'static,
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = T> + Send + 'static,
+{
+    let job = Arc::new(job);
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..width.min(count) {
+        let (job, next) = (Arc::clone(&job), Arc::clone(&next));
+        set.spawn(async move {
+            let mut done = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= count {
+                    return done;
+                }
+                done.push((i, job(i).await));
+            }
+        });
+    }
+    let mut all = Vec::with_capacity(count);
+    while let Some(joined) = set.join_next().await {
+        match joined {
+            Ok(done) => all.extend(done),
+            Err(e) => match e.try_into_panic() {
+                Ok(panic) => std::panic::resume_unwind(panic),
+                Err(e) => panic!("a setup task was cancelled: {e}"),
+            },
+        }
+    }
+    all.sort_by_key(|(i, _)| *i);
+    all.into_iter().map(|(_, t)| t).collect()
+}
+
+/// Register `names` with `password` over HTTP, `width` at a time; sessions in order.
+pub async fn register_all(client: Client, names: Vec<String>, password: &str, width: usize) -> Vec<Session> {
+    let names = Arc::new(names);
+    let password = Arc::<str>::from(password);
+    concurrently(names.len(), width, move |i| {
+        let (client, names, password) = (client.clone(), Arc::clone(&names), Arc::clone(&password));
+        async move { client.register(&names[i], &password).await }
+    })
+    .await
 }

@@ -44,10 +44,9 @@
 //! bytes per reminder, not a day-long measurement.
 
 use std::collections::VecDeque;
-use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -845,54 +844,6 @@ async fn peer_figures(admin: &Session) -> PeerFigures {
 // Users and consent
 // ---------------------------------------------------------------------------
 
-/// Runs `job(0..count)` with at most `width` in flight; the results in index order.
-async fn concurrently<T, F, Fut>(count: usize, width: usize, job: F) -> Vec<T>
-where
-    T: Send + 'static,
-    F: Fn(usize) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = T> + Send + 'static,
-{
-    let job = Arc::new(job);
-    let next = Arc::new(AtomicUsize::new(0));
-    let mut set = JoinSet::new();
-    for _ in 0..width.min(count) {
-        let (job, next) = (Arc::clone(&job), Arc::clone(&next));
-        set.spawn(async move {
-            let mut done = Vec::new();
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= count {
-                    return done;
-                }
-                done.push((i, job(i).await));
-            }
-        });
-    }
-    let mut all = Vec::with_capacity(count);
-    while let Some(joined) = set.join_next().await {
-        match joined {
-            Ok(done) => all.extend(done),
-            Err(e) => match e.try_into_panic() {
-                Ok(panic) => std::panic::resume_unwind(panic),
-                Err(e) => panic!("a setup task was cancelled: {e}"),
-            },
-        }
-    }
-    all.sort_by_key(|(i, _)| *i);
-    all.into_iter().map(|(_, t)| t).collect()
-}
-
-/// Registers `names` on `server` over HTTP, `SETUP_CONCURRENCY` at a time, in order.
-async fn register_all(server: &TestServer, names: Vec<String>) -> Vec<Session> {
-    let names = Arc::new(names);
-    let client = server.client();
-    concurrently(names.len(), SETUP_CONCURRENCY, move |i| {
-        let (client, names) = (client.clone(), Arc::clone(&names));
-        async move { client.register(&names[i], PASSWORD).await }
-    })
-    .await
-}
-
 /// Watcher `i` switches watching on, invites target `i` (on the other server) and
 /// target `i` allows it; then waits until every watcher holds its target's state.
 async fn connect(pairs: Vec<(Session, Session)>) -> Result<(), String> {
@@ -900,7 +851,7 @@ async fn connect(pairs: Vec<(Session, Session)>) -> Result<(), String> {
     let count = pairs.len();
     // 1. Watching on (so the subscription goes out with the answer), then the invite.
     let p = Arc::clone(&pairs);
-    let results = concurrently(count, SETUP_CONCURRENCY, move |i| {
+    let results = tidings_sytest::bench::concurrently(count, SETUP_CONCURRENCY, move |i| {
         let p = Arc::clone(&p);
         async move {
             let (watcher, target) = &p[i];
@@ -920,7 +871,7 @@ async fn connect(pairs: Vec<(Session, Session)>) -> Result<(), String> {
     results.into_iter().collect::<Result<Vec<()>, String>>()?;
     // 2. The invite crosses; the target allows it.
     let p = Arc::clone(&pairs);
-    let results = concurrently(count, SETUP_CONCURRENCY, move |i| {
+    let results = tidings_sytest::bench::concurrently(count, SETUP_CONCURRENCY, move |i| {
         let p = Arc::clone(&p);
         async move {
             let (watcher, target) = &p[i];
@@ -945,7 +896,7 @@ async fn connect(pairs: Vec<(Session, Session)>) -> Result<(), String> {
     results.into_iter().collect::<Result<Vec<()>, String>>()?;
     // 3. The answer crosses, the watcher's server subscribes, the state comes back.
     let p = Arc::clone(&pairs);
-    let results = concurrently(count, SETUP_CONCURRENCY, move |i| {
+    let results = tidings_sytest::bench::concurrently(count, SETUP_CONCURRENCY, move |i| {
         let p = Arc::clone(&p);
         async move {
             let (watcher, target) = &p[i];
@@ -1036,8 +987,18 @@ async fn change_phase(findings: &mut Findings) -> Result<(), String> {
     let pair = Pair::start(timers).await?;
     let setup_start = Instant::now();
     let (watchers, targets) = tokio::join!(
-        register_all(&pair.alpha, (0..CHANGE_USERS).map(|i| format!("watcher{i:02}")).collect()),
-        register_all(&pair.beta, (0..CHANGE_USERS).map(|i| format!("user{i:02}")).collect()),
+        tidings_sytest::bench::register_all(
+            pair.alpha.client(),
+            (0..CHANGE_USERS).map(|i| format!("watcher{i:02}")).collect(),
+            PASSWORD,
+            SETUP_CONCURRENCY
+        ),
+        tidings_sytest::bench::register_all(
+            pair.beta.client(),
+            (0..CHANGE_USERS).map(|i| format!("user{i:02}")).collect(),
+            PASSWORD,
+            SETUP_CONCURRENCY
+        ),
     );
     println!("  registered {CHANGE_USERS} watchers on alpha and {CHANGE_USERS} users on beta");
     connect(watchers.iter().cloned().zip(targets.iter().cloned()).collect()).await?;
@@ -1160,10 +1121,10 @@ async fn idle_phase(findings: &mut Findings, window: Duration) -> Result<(), Str
     let setup_start = Instant::now();
     let names = |prefix: &str| (0..IDLE_USERS).map(|i| format!("{prefix}{i:03}")).collect::<Vec<_>>();
     let (alpha_watchers, beta_users, beta_watchers, alpha_users) = tokio::join!(
-        register_all(&pair.alpha, names("watcher")),
-        register_all(&pair.beta, names("user")),
-        register_all(&pair.beta, names("watcher")),
-        register_all(&pair.alpha, names("user")),
+        tidings_sytest::bench::register_all(pair.alpha.client(), names("watcher"), PASSWORD, SETUP_CONCURRENCY),
+        tidings_sytest::bench::register_all(pair.beta.client(), names("user"), PASSWORD, SETUP_CONCURRENCY),
+        tidings_sytest::bench::register_all(pair.beta.client(), names("watcher"), PASSWORD, SETUP_CONCURRENCY),
+        tidings_sytest::bench::register_all(pair.alpha.client(), names("user"), PASSWORD, SETUP_CONCURRENCY),
     );
     println!("  registered {IDLE_USERS} users and {IDLE_USERS} watchers on each server");
     let mut edges: Vec<(Session, Session)> = alpha_watchers.into_iter().zip(beta_users).collect();

@@ -59,13 +59,12 @@
 //!   figures are a floor for what the server does on a machine of its own.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tidings_sytest::{Client, ServerOptions, Session, TestServer, Value, encode_component, json};
+use tidings_sytest::{ServerOptions, Session, TestServer, Value, encode_component, json};
 use tokio::sync::watch;
 
 /// Users whose presence changes.
@@ -243,9 +242,21 @@ async fn run(args: Args) -> ExitCode {
     // ---- Setup ----
     let setup_start = Instant::now();
     let client = server.client();
-    let targets = register_all(&client, (0..TARGETS).map(|i| format!("target-{i:03}")).collect()).await;
+    let targets = tidings_sytest::bench::register_all(
+        client.clone(),
+        (0..TARGETS).map(|i| format!("target-{i:03}")).collect(),
+        PASSWORD,
+        SETUP_CONCURRENCY,
+    )
+    .await;
     println!("registered {TARGETS} targets in {:.1} s", setup_start.elapsed().as_secs_f64());
-    let watchers = register_all(&client, (0..WATCHERS).map(|i| format!("watcher-{i:04}")).collect()).await;
+    let watchers = tidings_sytest::bench::register_all(
+        client.clone(),
+        (0..WATCHERS).map(|i| format!("watcher-{i:04}")).collect(),
+        PASSWORD,
+        SETUP_CONCURRENCY,
+    )
+    .await;
     let registered = setup_start.elapsed();
     println!("registered {WATCHERS} watchers; {} users in {:.1} s", TARGETS + WATCHERS, registered.as_secs_f64());
     arrange_consent(&targets, &watchers).await;
@@ -516,22 +527,11 @@ async fn run(args: Args) -> ExitCode {
     }
 }
 
-/// Registers `names` over HTTP, `SETUP_CONCURRENCY` at a time, in order.
-async fn register_all(client: &Client, names: Vec<String>) -> Vec<Session> {
-    let names = Arc::new(names);
-    let client = client.clone();
-    concurrently(names.len(), SETUP_CONCURRENCY, move |i| {
-        let (client, names) = (client.clone(), Arc::clone(&names));
-        async move { client.register(&names[i], PASSWORD).await }
-    })
-    .await
-}
-
 /// Watcher `i` invites target `i % TARGETS`, which allows it.
 async fn arrange_consent(targets: &[Session], watchers: &[Session]) {
     let targets = Arc::new(targets.to_vec());
     let watchers = Arc::new(watchers.to_vec());
-    concurrently(WATCHERS, SETUP_CONCURRENCY, move |i| {
+    tidings_sytest::bench::concurrently(WATCHERS, SETUP_CONCURRENCY, move |i| {
         let (targets, watchers) = (Arc::clone(&targets), Arc::clone(&watchers));
         async move {
             let (watcher, target) = (&watchers[i], &targets[i % TARGETS]);
@@ -563,43 +563,6 @@ async fn check_lists(targets: &[Session], watchers: &[Session]) {
             targets[i % TARGETS].user_id
         );
     }
-}
-
-/// Runs `job(0..count)` with at most `width` in flight; the results in index order.
-async fn concurrently<T, F, Fut>(count: usize, width: usize, job: F) -> Vec<T>
-where
-    T: Send + 'static,
-    F: Fn(usize) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = T> + Send + 'static,
-{
-    let job = Arc::new(job);
-    let next = Arc::new(AtomicUsize::new(0));
-    let mut set = tokio::task::JoinSet::new();
-    for _ in 0..width.min(count) {
-        let (job, next) = (Arc::clone(&job), Arc::clone(&next));
-        set.spawn(async move {
-            let mut done = Vec::new();
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= count {
-                    return done;
-                }
-                done.push((i, job(i).await));
-            }
-        });
-    }
-    let mut all = Vec::with_capacity(count);
-    while let Some(joined) = set.join_next().await {
-        match joined {
-            Ok(done) => all.extend(done),
-            Err(e) => match e.try_into_panic() {
-                Ok(panic) => std::panic::resume_unwind(panic),
-                Err(e) => panic!("a setup task was cancelled: {e}"),
-            },
-        }
-    }
-    all.sort_by_key(|(i, _)| *i);
-    all.into_iter().map(|(_, t)| t).collect()
 }
 
 /// One watcher: an initial sync, then long polls until told to stop.
