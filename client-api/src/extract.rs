@@ -107,11 +107,8 @@ pub fn access_token(parts: &Parts) -> Option<String> {
     })
 }
 
-/// The device making an authenticated request. Extracting it also counts as
-/// activity of that device, except on /sync (which keeps a device present without
-/// making it active) and on the requests that set presence themselves (PUT status and
-/// device reports), whose handlers apply activity and the new state in one step, so
-/// watchers never see a passing "online".
+/// The device making an authenticated request. Extracting it counts as activity of
+/// that device (INTERFACE.md: any authenticated request other than /sync).
 #[derive(Debug, Clone)]
 pub struct Authed(pub Device);
 
@@ -122,17 +119,31 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let AuthedQuiet(device) = AuthedQuiet::from_request_parts(parts, state).await?;
+        Core::from_ref(state).presence.request(&device.user_id, &device.device_id);
+        Ok(Authed(device))
+    }
+}
+
+/// The device making an authenticated request, without counting it as activity: for
+/// /sync (which keeps a device present but does not make it active) and for the
+/// requests that set presence themselves (PUT status, device reports), whose handlers
+/// apply activity and the new state in one step, so watchers never see a passing
+/// "online".
+#[derive(Debug, Clone)]
+pub struct AuthedQuiet(pub Device);
+
+impl<S: Send + Sync> FromRequestParts<S> for AuthedQuiet
+where
+    Core: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let core = Core::from_ref(state);
         let token = access_token(parts)
             .ok_or_else(|| Error::new(ErrorKind::MissingToken, "this endpoint needs an access token"))?;
-        let device = core.accounts.authenticate(&token).await?;
-        let path = parts.uri.path();
-        let sets_presence = parts.method == axum::http::Method::PUT
-            && (path.contains("/presence/devices/") || (path.contains("/presence/") && path.ends_with("/status")));
-        if !path.ends_with("/sync") && !sets_presence {
-            core.presence.request(&device.user_id, &device.device_id);
-        }
-        Ok(Authed(device))
+        Ok(AuthedQuiet(core.accounts.authenticate(&token).await?))
     }
 }
 

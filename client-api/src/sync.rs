@@ -9,7 +9,7 @@ use tidings_core::sync::{SyncRequest, SyncToken};
 use tidings_core::{Core, Error};
 
 use crate::error::ApiResult;
-use crate::extract::{Authed, QueryMap};
+use crate::extract::{AuthedQuiet, QueryMap};
 use crate::presence::render::presence_event;
 use crate::presence::status::parse_state;
 
@@ -31,7 +31,7 @@ fn parse_request(query: &std::collections::HashMap<String, String>) -> Result<Sy
 /// Answer a sync. Unknown parameters (`filter`, ...) are ignored.
 pub async fn get_sync(
     State(core): State<Core>,
-    Authed(device): Authed,
+    AuthedQuiet(device): AuthedQuiet,
     QueryMap(query): QueryMap,
 ) -> ApiResult<Json<Value>> {
     let request = parse_request(&query)?;

@@ -9,7 +9,7 @@ use tidings_core::ratelimit::Action;
 use tidings_core::{Core, Error, ErrorKind};
 
 use crate::error::ApiResult;
-use crate::extract::{Authed, JsonBody, SegmentPath};
+use crate::extract::{AuthedQuiet, JsonBody, SegmentPath};
 
 /// The body of a device report.
 #[derive(Debug, Deserialize)]
@@ -29,7 +29,7 @@ fn check_kind(kind: &str) -> Result<(), Error> {
 /// Record a device's idleness and/or kind. The device must be one of the caller's.
 pub async fn put_device(
     State(core): State<Core>,
-    Authed(device): Authed,
+    AuthedQuiet(device): AuthedQuiet,
     SegmentPath(device_id): SegmentPath,
     JsonBody(body): JsonBody<DeviceReport>,
 ) -> ApiResult<Json<Value>> {

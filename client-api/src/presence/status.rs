@@ -10,7 +10,7 @@ use tidings_core::{Core, Error};
 
 use super::render::presence_content;
 use crate::error::ApiResult;
-use crate::extract::{Authed, JsonBody, UserPath};
+use crate::extract::{Authed, AuthedQuiet, JsonBody, UserPath};
 
 /// Longest status text accepted.
 const MAX_STATUS_MSG: usize = 1024;
@@ -47,7 +47,7 @@ pub fn parse_state(raw: &str) -> Result<PresenceState, Error> {
 /// Set the caller's own presence.
 pub async fn put_status(
     State(core): State<Core>,
-    Authed(device): Authed,
+    AuthedQuiet(device): AuthedQuiet,
     UserPath(user): UserPath,
     JsonBody(body): JsonBody<StatusBody>,
 ) -> ApiResult<Json<Value>> {
