@@ -4,16 +4,18 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
+use ruma::presence::PresenceState;
 use serde_json::{Value, json};
-use tidings_core::sync::{SyncRequest, SyncToken};
+use tidings_core::sync::{SyncRequest, SyncResponse, SyncToken};
 use tidings_core::{Core, Error};
 
 use crate::error::ApiResult;
 use crate::extract::{AuthedQuiet, QueryMap};
-use crate::presence::render::presence_event;
 use crate::presence::status::parse_state;
 
-fn parse_request(query: &std::collections::HashMap<String, String>) -> Result<SyncRequest, Error> {
+fn parse_request(
+    query: &std::collections::HashMap<String, String>,
+) -> Result<(SyncRequest, Option<PresenceState>), Error> {
     let since = query.get("since").filter(|s| !s.is_empty()).map(|s| SyncToken::parse(s)).transpose()?;
     let timeout = match query.get("timeout") {
         Some(t) => t.parse::<u64>().map_err(|_| Error::invalid_param("timeout must be a whole number of ms"))?,
@@ -25,28 +27,44 @@ fn parse_request(query: &std::collections::HashMap<String, String>) -> Result<Sy
         Some("true") => true,
         Some(_) => return Err(Error::invalid_param("full_state must be true or false")),
     };
-    Ok(SyncRequest { since, timeout: Duration::from_millis(timeout), set_presence, full_state })
+    Ok((SyncRequest { since, timeout: Duration::from_millis(timeout), full_state }, set_presence))
 }
 
-/// Answer a sync. Unknown parameters (`filter`, ...) are ignored.
+/// Answer a sync. Unknown parameters (`filter`, ...) are ignored. The device counts
+/// as syncing (present, not active) while the request waits.
 pub async fn get_sync(
     State(core): State<Core>,
     AuthedQuiet(device): AuthedQuiet,
     QueryMap(query): QueryMap,
 ) -> ApiResult<Json<Value>> {
-    let request = parse_request(&query)?;
-    let batch = core.sync.sync(&device, request).await;
-    let presence: Vec<Value> = batch.presence.iter().map(presence_event).collect();
-    let requests: Vec<Value> =
-        batch.presence_requests.iter().map(|(who, edge)| json!({ "user_id": who, "ts": edge.ts })).collect();
-    Ok(Json(json!({
-        "next_batch": batch.next_batch.to_string(),
-        "presence": { "events": presence },
+    let (request, set_presence) = parse_request(&query)?;
+    let _syncing = core.presence.sync_started(&device.user_id, &device.device_id, set_presence).await;
+    let answer = core.sync.sync(&device.user_id, request).await?;
+    Ok(Json(render(answer)))
+}
+
+/// The JSON of a sync answer: every key Matrix clients expect, empty where Tidings
+/// has nothing yet, and the extensions at the top level.
+fn render(answer: SyncResponse) -> Value {
+    let mut body = json!({
+        "next_batch": answer.next_batch.to_string(),
+        "presence": answer.presence,
         "account_data": { "events": [] },
         "to_device": { "events": [] },
-        "rooms": { "join": {}, "invite": {}, "leave": {}, "knock": {} },
+        "rooms": answer.rooms,
         "device_lists": { "changed": [], "left": [] },
         "device_one_time_keys_count": {},
-        "tidings.presence_requests": { "events": requests },
-    })))
+    });
+    for room_kind in ["join", "invite", "leave", "knock"] {
+        if body["rooms"].get(room_kind).is_none() {
+            body["rooms"][room_kind] = json!({});
+        }
+    }
+    if body["presence"].get("events").is_none() {
+        body["presence"]["events"] = json!([]);
+    }
+    for (key, value) in answer.extensions {
+        body[key] = value;
+    }
+    body
 }

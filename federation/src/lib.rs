@@ -1,146 +1,132 @@
-//! The server-server side of Tidings: signing keys, X-Matrix authentication,
-//! transactions, and for each configured peer a sender with its batch window and two
-//! watchdog timers. Core decides what must be said to whom (its outbound queues);
-//! this crate carries it and hands what arrives back to core.
-//! See spec/federation.md for the protocol.
+//! The server-server carrier of Tidings: signing keys, X-Matrix authentication, the
+//! per-destination sender, and the [`transport::Transport`] that carries stored
+//! transactions (HTTP first). What is said to whom, and what arrives means, is core's
+//! (`tidings_core::exchange`); this crate only carries it. See spec/federation.md.
 
 pub mod config;
+pub mod http;
 pub mod keyring;
 pub mod keys;
 pub mod peer;
 pub mod receiver;
 pub mod routes;
 pub mod sender;
-pub mod watchdog;
+pub mod transport;
 pub mod xmatrix;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 pub use config::{FederationConfig, PeerConfig};
-use serde_json::{Value, json};
 use tidings_core::Core;
 
 use crate::keyring::Keyring;
 use crate::keys::ServerKey;
 use crate::peer::{Peer, PeerStats};
+use crate::transport::Transport;
 
 /// Federation with the configured peers.
 #[derive(Debug)]
 pub struct Federation {
     core: Core,
-    key: ServerKey,
-    keyring: Keyring,
-    peers: HashMap<String, Arc<Peer>>,
-    http: reqwest::Client,
-    batch_ms: u64,
-    short_watchdog_ms: u64,
-    long_watchdog_ms: u64,
+    key: Arc<ServerKey>,
+    receiver: receiver::Receiver,
+    peers: Arc<HashMap<String, Arc<Peer>>>,
+    transport: Arc<dyn Transport>,
     max_body: usize,
 }
 
+/// One peer as the admin API shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerStatus {
+    /// The peer's server name.
+    pub server_name: String,
+    /// Unix ms of the last verified request from it.
+    pub last_received_ts: Option<u64>,
+    /// When its short watchdog fires next.
+    pub short_watchdog_due_ts: Option<u64>,
+    /// When its long watchdog fires next.
+    pub long_watchdog_due_ts: Option<u64>,
+    /// EDUs waiting for it (queued, or in the transaction in flight).
+    pub queue_len: u64,
+    /// Transactions it acknowledged.
+    pub txns_sent: u64,
+    /// Transactions received from it.
+    pub txns_received: u64,
+    /// Bytes sent to it, headers included.
+    pub bytes_sent: u64,
+    /// Bytes received from it, headers included.
+    pub bytes_received: u64,
+}
+
 impl Federation {
-    /// Federation for `core`, signing with `key`.
-    pub fn new(core: Core, key: ServerKey, config: &FederationConfig, batch_ms: u64, max_body: usize) -> Arc<Self> {
-        let peers = config
+    /// Federation for `core`, signing with `key`, over the HTTP transport.
+    pub fn new(core: Core, key: ServerKey, config: &FederationConfig, max_body: usize) -> Arc<Self> {
+        let key = Arc::new(key);
+        let http = http::HttpTransport::client();
+        let transport = Arc::new(http::HttpTransport::new(http.clone(), Arc::clone(&key), &core.server_name));
+        Self::with_transport(core, key, config, max_body, http, transport)
+    }
+
+    /// Federation over a given transport (the link, or a test's).
+    pub fn with_transport(
+        core: Core,
+        key: Arc<ServerKey>,
+        config: &FederationConfig,
+        max_body: usize,
+        http: reqwest::Client,
+        transport: Arc<dyn Transport>,
+    ) -> Arc<Self> {
+        let peers: Arc<HashMap<String, Arc<Peer>>> =
+            Arc::new(config.peers.iter().map(|p| (p.server_name.clone(), Arc::new(Peer::new(p.clone())))).collect());
+        let keyring = Keyring::with_client(http, Arc::clone(&core.clock));
+        let receiver =
+            receiver::Receiver::new(&core.server_name, Arc::clone(&core.exchange), keyring, Arc::clone(&peers));
+        Arc::new(Self { receiver, core, key, peers, transport, max_body })
+    }
+
+    /// Run every peer's sender until the process ends. Nothing here needs a clean
+    /// stop: what is queued is on disk, and a transaction in flight is sent again
+    /// with the same txnId after a restart.
+    pub async fn run(self: Arc<Self>) {
+        let senders: Vec<_> = self
             .peers
-            .iter()
-            .map(|p| {
-                (
-                    p.server_name.clone(),
-                    Arc::new(Peer::new(
-                        &core.server_name,
-                        p.clone(),
-                        config.short_watchdog_ms,
-                        config.long_watchdog_ms,
-                    )),
-                )
+            .values()
+            .map(|peer| {
+                let sender = sender::Sender {
+                    exchange: Arc::clone(&self.core.exchange),
+                    transport: Arc::clone(&self.transport),
+                    peer: Arc::clone(peer),
+                };
+                tokio::spawn(sender.run())
             })
             .collect();
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
-        Arc::new(Self {
-            keyring: Keyring::with_client(http.clone(), Arc::clone(&core.clock)),
-            core,
-            key,
-            peers,
-            http,
-            batch_ms,
-            short_watchdog_ms: config.short_watchdog_ms,
-            long_watchdog_ms: config.long_watchdog_ms,
-            max_body,
-        })
-    }
-
-    /// Run every peer's sender and the watchdogs until the process ends. Nothing here
-    /// needs a clean stop: what is queued is on disk, and a transaction in flight is
-    /// sent again with the same txnId after a restart.
-    pub async fn run(self: Arc<Self>) {
-        for peer in self.peers.values() {
-            tokio::spawn(Arc::clone(&self).run_sender(Arc::clone(peer)));
-        }
-        self.run_watchdogs().await;
-    }
-
-    /// Check every peer's timers on a tick fine enough for both periods: a hundredth of
-    /// the short one, so the two ends of a link (whose short periods differ by a few
-    /// percent) do not fire on the same tick, and a four-hundredth of the long one, so
-    /// staggered long expiries are not gathered onto one tick.
-    async fn run_watchdogs(&self) {
-        let tick = (self.short_watchdog_ms / 100).min(self.long_watchdog_ms / 400);
-        let tick = Duration::from_millis(tick.clamp(5, 1000));
-        let mut interval = tokio::time::interval(tick);
-        loop {
-            interval.tick().await;
-            let now = self.core.clock.now_ms();
-            for peer in self.peers.values() {
-                let active = self.core.presence.has_subscriptions_with(peer.name());
-                let due = {
-                    let mut w = peer.watchdog();
-                    w.set_active(active, now);
-                    w.poll(now)
-                };
-                if due.reminder {
-                    peer.reminder_due.store(true, Ordering::SeqCst);
-                    self.core.outbound.wake(peer.name());
-                }
-                if due.went_stale {
-                    self.core.presence.mark_remote_unknown(peer.name());
-                    peer.resubscribe.store(true, Ordering::SeqCst);
-                }
-            }
+        for sender in senders {
+            let _ = sender.await;
         }
     }
 
-    /// Each peer's watchdogs, queue and traffic, for the admin API.
-    pub async fn peer_stats(&self) -> Vec<Value> {
+    /// Each peer's watchdogs, queue and traffic, sorted by name.
+    pub async fn peer_status(&self) -> Vec<PeerStatus> {
         let mut names: Vec<&String> = self.peers.keys().collect();
         names.sort();
         let mut out = Vec::new();
         for name in names {
             let Some(peer) = self.peers.get(name) else { continue };
             let s = &peer.stats;
-            let (short, long) = {
-                let w = peer.watchdog();
-                (w.short_due(), w.long_due())
-            };
+            let due = self.core.presence_peers.watchdog_due(name);
             let last = PeerStats::get(&s.last_received_ts);
-            out.push(json!({
-                "server_name": name,
-                "last_received_ts": (last > 0).then_some(last),
-                "short_watchdog_due_ts": short,
-                "long_watchdog_due_ts": long,
-                "queue_len": self.core.outbound.queue_len(name).await.unwrap_or(0),
-                "txns_sent": PeerStats::get(&s.txns_sent),
-                "txns_received": PeerStats::get(&s.txns_received),
-                "bytes_sent": PeerStats::get(&s.bytes_sent),
-                "bytes_received": PeerStats::get(&s.bytes_received),
-            }));
+            out.push(PeerStatus {
+                server_name: name.clone(),
+                last_received_ts: (last > 0).then_some(last),
+                short_watchdog_due_ts: due.short,
+                long_watchdog_due_ts: due.long,
+                queue_len: self.core.outbound.queue_len(name).await.unwrap_or(0),
+                txns_sent: PeerStats::get(&s.txns_sent),
+                txns_received: PeerStats::get(&s.txns_received),
+                bytes_sent: PeerStats::get(&s.bytes_sent),
+                bytes_received: PeerStats::get(&s.bytes_received),
+            });
         }
         out
     }

@@ -1,30 +1,18 @@
-//! What this server keeps about one peer: its watchdogs, its traffic figures, and
-//! the flags its sender acts on.
+//! What the carrier keeps about one peer: its configuration and traffic figures, and
+//! a signal for a backed-off retry. The presence protocol's state of a peer (its
+//! watchdogs, subscription) lives in core.
 
-use std::collections::BTreeSet;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use ruma::OwnedUserId;
 use tokio::sync::Notify;
 
 use crate::config::PeerConfig;
-use crate::watchdog::Watchdog;
 
 /// One configured peer.
 #[derive(Debug)]
 pub struct Peer {
     /// Its name and URL.
     pub config: PeerConfig,
-    /// Its two timers and staleness.
-    pub watchdog: Mutex<Watchdog>,
-    /// A reminder is to go out with the next transaction.
-    pub reminder_due: AtomicBool,
-    /// The next transaction re-sends our whole subscription (after staleness or a
-    /// reminder whose digest did not match).
-    pub resubscribe: AtomicBool,
-    /// The subscription the peer last acknowledged; `None` until the first one.
-    pub subscribed: Mutex<Option<BTreeSet<OwnedUserId>>>,
     /// Signalled when the peer is heard from, so a backed-off retry goes at once.
     pub heard: Notify,
     /// Traffic figures.
@@ -44,6 +32,8 @@ pub struct PeerStats {
     pub bytes_sent: AtomicU64,
     /// Bytes received from the peer (its requests and its answers to ours).
     pub bytes_received: AtomicU64,
+    /// The last measured round trip of a delivery, in ms; 0 = none yet.
+    pub rtt_ms: AtomicU64,
 }
 
 impl PeerStats {
@@ -59,39 +49,14 @@ impl PeerStats {
 }
 
 impl Peer {
-    /// A peer with its timers off.
-    pub fn new(own: &str, config: PeerConfig, short_ms: u64, long_ms: u64) -> Self {
-        let watchdog = Mutex::new(Watchdog::new(own, &config.server_name, short_ms, long_ms));
-        Self {
-            config,
-            watchdog,
-            reminder_due: AtomicBool::new(false),
-            resubscribe: AtomicBool::new(false),
-            subscribed: Mutex::new(None),
-            heard: Notify::new(),
-            stats: PeerStats::default(),
-        }
+    /// A peer as configured.
+    pub fn new(config: PeerConfig) -> Self {
+        Self { config, heard: Notify::new(), stats: PeerStats::default() }
     }
 
     /// The peer's server name.
     pub fn name(&self) -> &str {
         &self.config.server_name
-    }
-
-    /// Lock the watchdog.
-    pub fn watchdog(&self) -> std::sync::MutexGuard<'_, Watchdog> {
-        self.watchdog.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Heard from the peer (verified request or 2xx answer) at `now`: reset the short
-    /// timer, wake a waiting retry. Returns whether the peer had gone stale.
-    pub fn heard_at(&self, now: u64) -> bool {
-        let was_stale = self.watchdog().heard(now);
-        self.heard.notify_waiters();
-        if was_stale {
-            self.resubscribe.store(true, Ordering::SeqCst);
-        }
-        was_stale
     }
 }
 

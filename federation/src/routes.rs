@@ -45,6 +45,7 @@ pub fn router(federation: Arc<Federation>) -> Router {
 }
 
 async fn get_keys(State(f): State<Arc<Federation>>) -> Json<Value> {
+    // The key is signed fresh for each answer, valid for a day from now.
     Json(f.key.server_keys_response(&f.core.server_name, f.core.clock.now_ms(), KEY_VALIDITY_MS))
 }
 
@@ -65,12 +66,10 @@ async fn put_send(
         .map_err(|e| Error::new(ErrorKind::NotJson, format!("the body is not valid JSON: {e}")))?;
     let uri = parts.uri.path_and_query().map_or_else(|| parts.uri.path().to_owned(), |p| p.as_str().to_owned());
     let auth = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let peer = f.authenticate(auth, parts.method.as_str(), &uri, Some(&content)).await?;
+    let peer = f.receiver.authenticate(auth, parts.method.as_str(), &uri, Some(&content)).await?;
     let now = f.core.clock.now_ms();
-    if peer.heard_at(now) {
-        // Back from silence: ask again for everything (the resubscribe goes out now).
-        f.core.outbound.wake(peer.name());
-    }
+    f.core.exchange.heard(peer.name());
+    peer.heard.notify_waiters();
     peer.stats.last_received_ts.store(now, std::sync::atomic::Ordering::Relaxed);
     PeerStats::add(
         &peer.stats.bytes_received,
@@ -82,21 +81,8 @@ async fn put_send(
     );
     let txn: Transaction =
         serde_json::from_value(content).map_err(|e| Error::new(ErrorKind::BadJson, format!("bad transaction: {e}")))?;
-    f.receive(&peer, &txn_id, txn).await?;
+    f.receiver.receive(&peer, &txn_id, txn).await?;
     let answer = json!({ "pdus": {} });
-    let answer_len = answer.to_string().len();
-    PeerStats::add(
-        &peer.stats.bytes_sent,
-        http_size(
-            "HTTP/1.1 200 OK",
-            [
-                ("content-type", b"application/json".as_slice()),
-                ("content-length", answer_len.to_string().as_bytes()),
-                ("date", b"Mon, 23 Nov 2026 00:00:00 GMT".as_slice()),
-            ]
-            .into_iter(),
-            answer_len,
-        ),
-    );
+    PeerStats::add(&peer.stats.bytes_sent, crate::http::answer_size());
     Ok(Json(answer))
 }

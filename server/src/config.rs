@@ -119,6 +119,9 @@ impl Config {
                 "presence.idle_after_ms, presence.offline_after_ms and presence.batch_ms must be above 0".into()
             );
         }
+        if p.max_list_entries == 0 {
+            return Err("presence.max_list_entries must be above 0".into());
+        }
         for (name, rate) in [
             ("login", self.rate_limits.login),
             ("register", self.rate_limits.register),

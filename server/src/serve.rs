@@ -10,6 +10,7 @@ use axum::extract::DefaultBodyLimit;
 use tidings_client_api::{ClientState, RegistrationPolicy};
 use tidings_core::Core;
 use tidings_core::clock::TokioClock;
+use tidings_core::config::PeersConfig;
 use tidings_federation::Federation;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -40,20 +41,30 @@ pub async fn run(config: Config, listener: TcpListener, stop: watch::Receiver<bo
         &config.presence,
         &config.rate_limits,
         Arc::new(TokioClock::new()),
-        config.federation.peers.iter().map(|p| p.server_name.clone()).collect(),
+        &PeersConfig {
+            names: config.federation.peers.iter().map(|p| p.server_name.clone()).collect(),
+            short_watchdog_ms: config.federation.short_watchdog_ms,
+            long_watchdog_ms: config.federation.long_watchdog_ms,
+        },
     )
     .map_err(|e| format!("cannot open the database in {}: {e}", config.data_dir.display()))?;
 
     // Presence is flushed after the last request finished, not when the signal came.
     let (served_tx, served_rx) = tokio::sync::oneshot::channel::<()>();
-    let presence_task = tokio::spawn(Arc::clone(&core.presence).run(async {
-        let _ = served_rx.await;
-    }));
+    let background = core.clone();
+    let core_task = tokio::spawn(async move {
+        background
+            .run(async {
+                let _ = served_rx.await;
+            })
+            .await;
+    });
+
+    let housekeeping = tidings_core::housekeeping::start(core.db.clone(), Arc::clone(&core.clock)).await?;
 
     let key = tidings_federation::keys::ServerKey::load_or_create(&config.data_dir)?;
     tracing::info!(key_id = key.key_id(), "signing key loaded");
-    let federation =
-        Federation::new(core.clone(), key, &config.federation, config.presence.batch_ms, config.max_request_bytes);
+    let federation = Federation::new(core.clone(), key, &config.federation, config.max_request_bytes);
     let federation_task = tokio::spawn(Arc::clone(&federation).run());
 
     let app = app(&config, core.clone(), federation);
@@ -71,8 +82,12 @@ pub async fn run(config: Config, listener: TcpListener, stop: watch::Receiver<bo
         .await
         .map_err(|e| format!("server error: {e}"))?;
     federation_task.abort();
+    let mut housekeeping = housekeeping;
+    if let Err(e) = housekeeping.shutdown().await {
+        tracing::warn!(error = %e, "the housekeeping scheduler did not stop cleanly");
+    }
     let _ = served_tx.send(());
-    presence_task.await.map_err(|e| format!("presence task failed: {e}"))?;
+    core_task.await.map_err(|e| format!("background task failed: {e}"))?;
     tracing::info!("stopped cleanly");
     Ok(())
 }

@@ -28,8 +28,9 @@ use axum::extract::{Request, State};
 use axum::routing::{get, put};
 use axum::{Json, Router};
 use tempfile::TempDir;
+use tidings_core::presence::watchdog_stagger as stagger;
 use tidings_federation::keys::ServerKey;
-use tidings_federation::{watchdog, xmatrix};
+use tidings_federation::xmatrix;
 use tidings_sytest::paths::{list_path, status_path};
 use tidings_sytest::{Method, Peer, ServerOptions, Session, TestServer, Value, encode_component, eventually, json};
 use tokio::task::JoinHandle;
@@ -598,7 +599,7 @@ async fn subscriptions_pushes_and_reminders_with_a_fake_peer() {
     const SHORT_MS: u64 = 1000;
     const LONG_MS: u64 = 4000;
     const TICK_MS: u64 = SHORT_MS / 10;
-    let long_period = (LONG_MS as f64 * watchdog::stagger(REAL, FAKE)).round() as u64;
+    let long_period = (LONG_MS as f64 * stagger(REAL, FAKE)).round() as u64;
 
     let fake = FakePeer::start().await;
     let hs = real_server(&fake, BATCH_MS, SHORT_MS, LONG_MS).await;

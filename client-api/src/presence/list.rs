@@ -8,9 +8,9 @@ use serde_json::{Value, json};
 use tidings_core::ids::{is_local, parse_user_id};
 use tidings_core::{Core, Error};
 
-use super::render::list_entry;
 use crate::error::ApiResult;
 use crate::extract::{Authed, JsonBody, UserPath};
+use tidings_core::presence::render::list_entry;
 
 /// Most IDs one request may name.
 const MAX_IDS: usize = 1000;

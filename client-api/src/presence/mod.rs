@@ -3,6 +3,5 @@
 pub mod devices;
 pub mod list;
 pub mod poll;
-pub mod render;
 pub mod requests;
 pub mod status;

@@ -8,12 +8,12 @@ use serde_json::{Value, json};
 use tidings_core::ratelimit::Action;
 use tidings_core::{Core, Error};
 
-use super::render::presence_content;
 use crate::error::ApiResult;
 use crate::extract::{Authed, AuthedQuiet, JsonBody, UserPath};
+use tidings_core::presence::render::presence_content;
 
 /// Longest status text accepted.
-const MAX_STATUS_MSG: usize = 1024;
+use tidings_core::presence::MAX_STATUS_MSG_BYTES as MAX_STATUS_MSG;
 
 /// A user's presence, if the caller is that user or an accepted watcher; else 403.
 pub async fn get_status(
@@ -59,6 +59,6 @@ pub async fn put_status(
     if body.status_msg.as_ref().is_some_and(|m| m.len() > MAX_STATUS_MSG) {
         return Err(Error::invalid_param(format!("status_msg is limited to {MAX_STATUS_MSG} bytes")).into());
     }
-    core.presence.set_status(&user, &device.device_id, state, body.status_msg);
+    core.presence.set_status(&user, &device.device_id, state, body.status_msg).await?;
     Ok(Json(json!({})))
 }

@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use crate::clock::SharedClock;
 use crate::error::{Error, ErrorKind, Result};
 use crate::ids::{check_new_localpart, is_local, parse_user_id};
-use crate::storage::{Db, accounts as store};
+use crate::storage::Db;
 
 /// The device behind an access token.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +57,18 @@ pub struct AccountService {
     server_name: String,
     clock: SharedClock,
     tokens: Mutex<HashMap<String, Device>>,
+    /// Password hashes running at once, at most one per core: argon2 takes 19 MiB
+    /// each, so a registration burst must queue rather than exhaust memory.
+    hashing: tokio::sync::Semaphore,
+}
+
+/// Run a password hash (or check) off the runtime, at most one per core at a time.
+async fn hash_bounded<T: Send + 'static>(
+    limit: &tokio::sync::Semaphore,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T> {
+    let _permit = limit.acquire().await.map_err(|_| Error::internal("password hashing closed"))?;
+    tokio::task::spawn_blocking(f).await.map_err(Error::internal)
 }
 
 /// Hash a password with argon2's defaults (slow on purpose; call off the runtime).
@@ -105,7 +117,8 @@ pub fn create_user_blocking(
     check_new_localpart(localpart)?;
     let user_id = parse_user_id(&format!("@{localpart}:{server_name}"))?;
     let hash = hash_password(password)?;
-    let created = db.call_blocking(|c| store::insert_user(c, user_id.as_str(), &hash, admin, now))?;
+    let id = user_id.to_string();
+    let created = db.write_blocking(move |s| s.insert_user(&id, &hash, admin, now))?;
     if !created {
         return Err(Error::new(ErrorKind::UserInUse, format!("{user_id} already exists")));
     }
@@ -115,7 +128,14 @@ pub fn create_user_blocking(
 impl AccountService {
     /// The account service over `db` for users of `server_name`.
     pub fn new(db: Db, server_name: &str, clock: SharedClock) -> Self {
-        Self { db, server_name: server_name.to_owned(), clock, tokens: Mutex::new(HashMap::new()) }
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+        Self {
+            db,
+            server_name: server_name.to_owned(),
+            clock,
+            tokens: Mutex::new(HashMap::new()),
+            hashing: tokio::sync::Semaphore::new(cores),
+        }
     }
 
     /// This server's name.
@@ -132,7 +152,7 @@ impl AccountService {
         check_new_localpart(localpart)?;
         let user_id = parse_user_id(&format!("@{localpart}:{}", self.server_name))?;
         let id = user_id.to_string();
-        if self.db.call(move |c| store::user_exists(c, &id)).await? {
+        if self.db.read(move |s| s.user_exists(&id)).await? {
             return Err(Error::new(ErrorKind::UserInUse, format!("{user_id} is taken")));
         }
         Ok(user_id)
@@ -149,9 +169,9 @@ impl AccountService {
         let localpart = localpart.map(str::to_owned).unwrap_or_else(new_localpart);
         let user_id = self.available(&localpart).await?;
         let password = password.to_owned();
-        let hash = tokio::task::spawn_blocking(move || hash_password(&password)).await.map_err(Error::internal)??;
+        let hash = hash_bounded(&self.hashing, move || hash_password(&password)).await??;
         let (id, now) = (user_id.to_string(), self.clock.now_ms());
-        if !self.db.call(move |c| store::insert_user(c, &id, &hash, false, now)).await? {
+        if !self.db.write(move |s| s.insert_user(&id, &hash, false, now)).await? {
             return Err(Error::new(ErrorKind::UserInUse, format!("{user_id} is taken")));
         }
         let session = if login { Some(self.open_session(&user_id, false, device).await?) } else { None };
@@ -161,13 +181,10 @@ impl AccountService {
     /// Check a password and open a session. Wrong user or password: `M_FORBIDDEN`, alike.
     pub async fn login(&self, user_id: &UserId, password: &str, device: DeviceRequest) -> Result<Session> {
         let id = user_id.to_string();
-        let row = if is_local(user_id, &self.server_name) {
-            self.db.call(move |c| store::get_user(c, &id)).await?
-        } else {
-            None
-        };
+        let row =
+            if is_local(user_id, &self.server_name) { self.db.read(move |s| s.get_user(&id)).await? } else { None };
         let password = password.to_owned();
-        let (ok, admin) = tokio::task::spawn_blocking(move || match row {
+        let (ok, admin) = hash_bounded(&self.hashing, move || match row {
             Some(row) => (verify_password(&password, &row.password_hash), row.admin),
             None => {
                 // Spend the same time as a real check so timing does not tell who exists.
@@ -175,8 +192,7 @@ impl AccountService {
                 (false, false)
             }
         })
-        .await
-        .map_err(Error::internal)?;
+        .await?;
         if !ok {
             return Err(Error::forbidden("invalid user name or password"));
         }
@@ -191,12 +207,10 @@ impl AccountService {
             (user_id.to_string(), device_id.clone(), request.display_name, hash.clone(), self.clock.now_ms());
         let old = self
             .db
-            .call(move |c| {
+            .write(move |s| {
                 // Re-login on a known device keeps its row (kind, name), replacing the token.
-                let tx = c.transaction()?;
-                let old = store::device_token_hash(&tx, &id, &dev)?;
-                store::upsert_device(&tx, &id, &dev, name.as_deref(), &h, now)?;
-                tx.commit()?;
+                let old = s.device_token_hash(&id, &dev)?;
+                s.upsert_device(&id, &dev, name.as_deref(), &h, now)?;
                 Ok(old)
             })
             .await?;
@@ -216,7 +230,7 @@ impl AccountService {
             return Ok(device.clone());
         }
         let h = hash.clone();
-        let row = self.db.call(move |c| store::device_by_token(c, &h)).await?;
+        let row = self.db.read(move |s| s.device_by_token(&h)).await?;
         let row = row.ok_or_else(|| Error::new(ErrorKind::UnknownToken, "unknown or expired access token"))?;
         let device = Device { user_id: parse_user_id(&row.user_id)?, device_id: row.device_id, admin: row.admin };
         self.tokens().insert(hash, device.clone());
@@ -226,7 +240,7 @@ impl AccountService {
     /// Delete one device and its token.
     pub async fn logout(&self, device: &Device) -> Result<()> {
         let (id, dev) = (device.user_id.to_string(), device.device_id.clone());
-        if let Some(hash) = self.db.call(move |c| store::delete_device(c, &id, &dev)).await? {
+        if let Some(hash) = self.db.write(move |s| s.delete_device(&id, &dev)).await? {
             self.tokens().remove(&hash);
         }
         Ok(())
@@ -235,7 +249,7 @@ impl AccountService {
     /// Delete every device of `user_id`; returns their IDs.
     pub async fn logout_all(&self, user_id: &UserId) -> Result<Vec<String>> {
         let id = user_id.to_string();
-        let removed = self.db.call(move |c| store::delete_all_devices(c, &id)).await?;
+        let removed = self.db.write(move |s| s.delete_all_devices(&id)).await?;
         let mut tokens = self.tokens();
         Ok(removed
             .into_iter()
@@ -252,34 +266,31 @@ impl AccountService {
             return Ok(false);
         }
         let id = user_id.to_string();
-        self.db.call(move |c| store::user_exists(c, &id)).await
+        self.db.read(move |s| s.user_exists(&id)).await
     }
 
     /// A local user's display name; `M_NOT_FOUND` if there is no such user.
     pub async fn displayname(&self, user_id: &UserId) -> Result<Option<String>> {
         let id = user_id.to_string();
-        let row = if is_local(user_id, &self.server_name) {
-            self.db.call(move |c| store::get_user(c, &id)).await?
-        } else {
-            None
-        };
+        let row =
+            if is_local(user_id, &self.server_name) { self.db.read(move |s| s.get_user(&id)).await? } else { None };
         row.map(|r| r.displayname).ok_or_else(|| Error::not_found(format!("there is no user {user_id}")))
     }
 
     /// Set a user's display name.
     pub async fn set_displayname(&self, user_id: &UserId, name: Option<String>) -> Result<()> {
         let id = user_id.to_string();
-        self.db.call(move |c| store::set_displayname(c, &id, name.as_deref())).await
+        self.db.write(move |s| s.set_displayname(&id, name.as_deref())).await
     }
 
     /// Every user with admin flag and device count.
     pub async fn list(&self) -> Result<Vec<(String, bool, u64)>> {
-        self.db.call(|c| store::list_users(c)).await
+        self.db.read(|s| s.list_users()).await
     }
 
     /// How many users there are.
     pub async fn count(&self) -> Result<u64> {
-        self.db.call(|c| store::count_users(c)).await
+        self.db.read(|s| s.count_users()).await
     }
 }
 

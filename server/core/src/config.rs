@@ -14,12 +14,26 @@ pub struct PresenceConfig {
     pub offline_after_ms: u64,
     /// Changes to one destination wait at most this long before they leave, coalesced per user.
     pub batch_ms: u64,
+    /// A user's watch list, and the requests pending for one user, stop here.
+    pub max_list_entries: usize,
 }
 
 impl Default for PresenceConfig {
     fn default() -> Self {
-        Self { idle_after_ms: 300_000, offline_after_ms: 30_000, batch_ms: 10_000 }
+        Self { idle_after_ms: 300_000, offline_after_ms: 30_000, batch_ms: 10_000, max_list_entries: 1000 }
     }
+}
+
+/// The peers core exchanges EDUs with, and the watchdog periods of each (the
+/// federation crate reads the rest of `[federation]`).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PeersConfig {
+    /// The server names of the configured peers.
+    pub names: Vec<String>,
+    /// Per peer: reset by anything heard from it.
+    pub short_watchdog_ms: u64,
+    /// Per peer: reset by a status reminder; expiries are staggered across peers.
+    pub long_watchdog_ms: u64,
 }
 
 /// One rate: a sustained number of actions per second and a burst allowance.

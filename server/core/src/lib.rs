@@ -1,18 +1,23 @@
-//! The domain of a Tidings homeserver: accounts, presence with consent, the sync
-//! stream, rate limits and storage. It knows nothing of HTTP; the client API and
-//! federation crates call into it, and [`Core::open`] wires its parts together.
+//! The domain of a Tidings homeserver: accounts, presence with consent, the stream
+//! behind `/sync`, what crosses to peers, rate limits and storage. It knows nothing of
+//! HTTP; the client API and federation crates call into it, and [`Core::open`] wires
+//! its parts together.
 
 pub mod accounts;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod exchange;
+pub mod housekeeping;
 pub mod ids;
 pub mod metrics;
 pub mod outbound;
 pub mod presence;
 pub mod ratelimit;
 pub mod storage;
+pub mod stream;
 pub mod sync;
+pub mod timers;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -21,13 +26,15 @@ pub use error::{Error, ErrorKind, Result};
 
 use accounts::AccountService;
 use clock::SharedClock;
-use config::{PresenceConfig, RateLimitConfig};
+use config::{PeersConfig, PresenceConfig, RateLimitConfig};
+use exchange::Exchange;
 use metrics::Metrics;
 use outbound::Outbound;
-use presence::PresenceService;
+use presence::{PresencePeers, PresenceRequestsSource, PresenceService, PresenceSource};
 use ratelimit::RateLimiter;
 use storage::Db;
-use sync::{Notifier, StreamCounter, SyncService};
+use stream::{Notifier, Positions};
+use sync::SyncService;
 
 /// The core services of one homeserver, each shared by handle. This is wiring only:
 /// callers hand each handler just the services it uses.
@@ -43,6 +50,8 @@ pub struct Core {
     pub accounts: Arc<AccountService>,
     /// Presence and presence lists.
     pub presence: Arc<PresenceService>,
+    /// The presence protocol with peers (watchdogs, subscriptions).
+    pub presence_peers: Arc<PresencePeers>,
     /// /sync.
     pub sync: Arc<SyncService>,
     /// Rate limits.
@@ -51,8 +60,12 @@ pub struct Core {
     pub metrics: Arc<Metrics>,
     /// Wakes long polls.
     pub notifier: Arc<Notifier>,
-    /// What must leave for each peer.
+    /// Stream positions and the commit watermark.
+    pub positions: Arc<Positions>,
+    /// What must leave for each peer, and its batch windows.
     pub outbound: Arc<Outbound>,
+    /// Transactions in and out.
+    pub exchange: Arc<Exchange>,
 }
 
 impl Core {
@@ -63,28 +76,57 @@ impl Core {
         presence: &PresenceConfig,
         rate_limits: &RateLimitConfig,
         clock: SharedClock,
-        peers: Vec<String>,
+        peers: &PeersConfig,
     ) -> Result<Self> {
         let db = Db::open(&data_dir.join("tidings.sqlite"))?;
-        let floor = db.call_blocking(|c| storage::presence::max_stream_pos(c))?;
-        let counter = Arc::new(db.call_blocking(|c| StreamCounter::load(c, floor))?);
+        Self::with_db(db, server_name, presence, rate_limits, clock, peers)
+    }
+
+    /// Load every service from `db` (tests hand a temporary database).
+    pub fn with_db(
+        db: Db,
+        server_name: &str,
+        presence: &PresenceConfig,
+        rate_limits: &RateLimitConfig,
+        clock: SharedClock,
+        peers: &PeersConfig,
+    ) -> Result<Self> {
+        let floor = db.read_blocking(|s| s.max_stream_pos())?;
+        let positions = Arc::new(db.write_blocking(move |s| Positions::load(s, floor))?);
         let notifier = Arc::new(Notifier::new());
         let metrics = Arc::new(Metrics::default());
-        let outbound = Arc::new(Outbound::load(db.clone(), Arc::clone(&clock), peers)?);
+        let outbound =
+            Arc::new(Outbound::load(db.clone(), Arc::clone(&clock), presence.batch_ms, peers.names.clone())?);
         let presence_service = PresenceService::load(
             db.clone(),
             presence,
             Arc::clone(&clock),
-            Arc::clone(&counter),
+            Arc::clone(&positions),
             Arc::clone(&notifier),
             server_name,
             Arc::clone(&metrics),
             Arc::clone(&outbound),
         )?;
-        let sync = Arc::new(SyncService::new(
+        let presence_peers = PresencePeers::new(
             Arc::clone(&presence_service),
+            &peers.names,
+            peers.short_watchdog_ms,
+            peers.long_watchdog_ms,
+        );
+        let exchange = Arc::new(Exchange::new(
+            server_name,
+            db.clone(),
+            Arc::clone(&clock),
+            Arc::clone(&outbound),
+            vec![Arc::clone(&presence_peers) as Arc<dyn exchange::EduFamily>],
+        ));
+        let sync = Arc::new(SyncService::new(
+            vec![
+                Arc::new(PresenceSource(Arc::clone(&presence_service))),
+                Arc::new(PresenceRequestsSource(Arc::clone(&presence_service))),
+            ],
             Arc::clone(&notifier),
-            counter,
+            Arc::clone(&positions),
             Arc::clone(&metrics),
         ));
         Ok(Self {
@@ -92,12 +134,26 @@ impl Core {
             accounts: Arc::new(AccountService::new(db.clone(), server_name, Arc::clone(&clock))),
             limiter: Arc::new(RateLimiter::new(rate_limits.clone(), Arc::clone(&clock))),
             presence: presence_service,
+            presence_peers,
             sync,
             metrics,
             notifier,
+            positions,
             outbound,
+            exchange,
             clock,
             db,
         })
+    }
+
+    /// Run core's background tasks (presence timers and write-behind, watchdogs,
+    /// batch windows) until `shutdown` resolves; presence is flushed at the end.
+    pub async fn run(&self, shutdown: impl std::future::Future<Output = ()>) {
+        let peers = tokio::spawn(Arc::clone(&self.presence_peers).run());
+        let outbound = Arc::clone(&self.outbound);
+        let windows = tokio::spawn(async move { outbound.run().await });
+        Arc::clone(&self.presence).run(shutdown).await;
+        peers.abort();
+        windows.abort();
     }
 }

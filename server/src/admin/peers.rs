@@ -4,10 +4,26 @@
 use axum::Json;
 use axum::extract::State;
 use serde_json::{Value, json};
+use tidings_federation::PeerStatus;
 
 use super::{Admin, AdminState};
 
 /// Every configured peer.
 pub async fn get_peers(State(state): State<AdminState>, _admin: Admin) -> Json<Value> {
-    Json(json!({ "peers": state.federation.peer_stats().await }))
+    let peers: Vec<Value> = state.federation.peer_status().await.iter().map(render).collect();
+    Json(json!({ "peers": peers }))
+}
+
+fn render(p: &PeerStatus) -> Value {
+    json!({
+        "server_name": p.server_name,
+        "last_received_ts": p.last_received_ts,
+        "short_watchdog_due_ts": p.short_watchdog_due_ts,
+        "long_watchdog_due_ts": p.long_watchdog_due_ts,
+        "queue_len": p.queue_len,
+        "txns_sent": p.txns_sent,
+        "txns_received": p.txns_received,
+        "bytes_sent": p.bytes_sent,
+        "bytes_received": p.bytes_received,
+    })
 }

@@ -8,33 +8,40 @@
 //!   position passed the cursor". That gives durability across `kill -9` and
 //!   newest-state-per-user coalescing for free;
 //! - other EDUs (invites, answers, drops) go in the `federation_outbox` table,
-//!   written before the request that caused them answers;
+//!   written in the same database transaction as the change that caused them;
 //! - a peer's *interest* (which of our users it asked to be pushed) is stored;
 //! - *owed* answers (current state a peer asked for) are kept in memory: if they
 //!   are lost in a crash, the peer's next reminder finds the difference and asks again.
+//!
+//! Batch windows run here, on the shared timer idiom: the first wake of a
+//! destination opens its window (`batch_ms`), later wakes never extend it, and a due
+//! reminder closes it at once. When it closes, the destination's sender is told.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use ruma::{OwnedUserId, UserId};
 use serde_json::Value;
-use tokio::sync::watch;
+use tokio::sync::Notify;
 
 use crate::clock::SharedClock;
 use crate::error::Result;
-use crate::storage::{Db, federation as store};
+use crate::storage::{Db, Store, Unit, federation as store};
+use crate::timers::Deadlines;
 
 pub use store::{OutboxRow, StoredTxn};
 
-/// Queues and wake-ups for every configured peer.
+/// Queues, batch windows and wake-ups for every configured peer.
 #[derive(Debug)]
 pub struct Outbound {
     db: Db,
     clock: SharedClock,
+    batch_ms: u64,
     peers: HashSet<String>,
     interest: Mutex<HashMap<String, HashSet<OwnedUserId>>>,
     owed: Mutex<HashMap<String, HashSet<OwnedUserId>>>,
-    wake: HashMap<String, watch::Sender<u64>>,
+    windows: Deadlines<String>,
+    ready: HashMap<String, Notify>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -42,17 +49,42 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Outbound {
-    /// Load peers' interest; `peers` are the server names we can reach.
-    pub fn load(db: Db, clock: SharedClock, peers: impl IntoIterator<Item = String>) -> Result<Self> {
+    /// Load peers' interest; `peers` are the server names we can reach, `batch_ms`
+    /// how long a destination's changes wait to share a transaction.
+    pub fn load(db: Db, clock: SharedClock, batch_ms: u64, peers: impl IntoIterator<Item = String>) -> Result<Self> {
         let peers: HashSet<String> = peers.into_iter().collect();
         let mut interest: HashMap<String, HashSet<OwnedUserId>> = HashMap::new();
-        for (dest, user) in db.call_blocking(|c| store::load_interest(c))? {
+        for (dest, user) in db.read_blocking(|s| s.load_interest())? {
             if let Ok(user) = UserId::parse(&user) {
                 interest.entry(dest).or_default().insert(user);
             }
         }
-        let wake = peers.iter().map(|p| (p.clone(), watch::channel(0).0)).collect();
-        Ok(Self { db, clock, peers, interest: Mutex::new(interest), owed: Mutex::new(HashMap::new()), wake })
+        let ready = peers.iter().map(|p| (p.clone(), Notify::new())).collect();
+        Ok(Self {
+            db,
+            clock,
+            batch_ms,
+            peers,
+            interest: Mutex::new(interest),
+            owed: Mutex::new(HashMap::new()),
+            windows: Deadlines::new(),
+            ready,
+        })
+    }
+
+    /// Close batch windows as they come due, until the process ends.
+    pub async fn run(&self) {
+        let clock = std::sync::Arc::clone(&self.clock);
+        self.windows
+            .run(clock, |due| {
+                for dest in due {
+                    if let Some(ready) = self.ready.get(&dest) {
+                        ready.notify_one();
+                    }
+                }
+                async {}
+            })
+            .await;
     }
 
     /// Whether `server` is a peer we can send to.
@@ -60,95 +92,99 @@ impl Outbound {
         self.peers.contains(server)
     }
 
-    /// Something is (or may be) waiting for `destination`: wake its sender.
+    /// Something is (or may be) waiting for `destination`: open its batch window if
+    /// none is open. The window is never extended.
     pub fn wake(&self, destination: &str) {
-        if let Some(tx) = self.wake.get(destination) {
-            tx.send_modify(|n| *n = n.wrapping_add(1));
+        if self.is_peer(destination) {
+            self.windows.schedule_no_later(&destination.to_owned(), self.clock.now_ms() + self.batch_ms);
         }
     }
 
-    /// A receiver that changes whenever `destination` is woken.
-    pub fn wakes(&self, destination: &str) -> Option<watch::Receiver<u64>> {
-        self.wake.get(destination).map(watch::Sender::subscribe)
+    /// Something for `destination` must not wait (a reminder is due): close its window now.
+    pub fn wake_now(&self, destination: &str) {
+        if self.is_peer(destination) {
+            self.windows.schedule_no_later(&destination.to_owned(), self.clock.now_ms());
+        }
     }
 
-    /// Queue an EDU for `destination` durably, then wake its sender. Unknown
-    /// destinations are logged and skipped: there is no route to them.
-    pub async fn queue_edu(&self, destination: &str, edu_type: &str, content: &Value) -> Result<()> {
+    /// Wait until `destination`'s batch window closes (at once if it closed while
+    /// nobody waited).
+    pub async fn ready(&self, destination: &str) {
+        match self.ready.get(destination) {
+            Some(ready) => ready.notified().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// When `destination`'s batch window closes, if one is open.
+    pub fn window_closes(&self, destination: &str) -> Option<u64> {
+        self.windows.get(&destination.to_owned())
+    }
+
+    /// Queue an EDU for `destination` in `unit`; its sender is woken once the unit
+    /// committed. Unknown destinations are logged and skipped: there is no route to them.
+    pub fn queue_in(self: &std::sync::Arc<Self>, unit: &mut Unit, destination: &str, edu_type: &str, content: &Value) {
         if !self.is_peer(destination) {
             tracing::warn!(%destination, edu_type, "no route to this server (not in the peer map); not queued");
-            return Ok(());
+            return;
         }
         let (d, t, c, now) = (destination.to_owned(), edu_type.to_owned(), content.to_string(), self.clock.now_ms());
-        self.db.call(move |conn| store::push_outbox(conn, &d, &t, &c, now)).await?;
-        self.wake(destination);
-        Ok(())
+        unit.write(move |s| s.push_outbox(&d, &t, &c, now));
+        let (me, d) = (std::sync::Arc::clone(self), destination.to_owned());
+        unit.after(move |ok| {
+            if ok {
+                me.wake(&d);
+            }
+        });
     }
 
     /// The oldest queued EDUs of `destination`.
     pub async fn outbox(&self, destination: &str, limit: usize) -> Result<Vec<OutboxRow>> {
         let d = destination.to_owned();
-        self.db.call(move |c| store::outbox(c, &d, limit)).await
+        self.db.read(move |s| s.outbox(&d, limit)).await
     }
 
     /// How many EDUs wait for `destination` (queued, or in the transaction in flight).
     pub async fn queue_len(&self, destination: &str) -> Result<u64> {
         let d = destination.to_owned();
-        self.db.call(move |c| Ok(store::outbox_len(c, &d)? + store::pending_txn(c, &d)?.map_or(0, |t| t.edus))).await
-    }
-
-    /// The transaction in flight to `destination`.
-    pub async fn pending_txn(&self, destination: &str) -> Result<Option<StoredTxn>> {
-        let d = destination.to_owned();
-        self.db.call(move |c| store::pending_txn(c, &d)).await
-    }
-
-    /// Store a transaction before its first send.
-    pub async fn store_txn(&self, destination: &str, txn: StoredTxn) -> Result<()> {
-        let (d, now) = (destination.to_owned(), self.clock.now_ms());
-        self.db.call(move |c| store::store_txn(c, &d, &txn, now)).await
-    }
-
-    /// The transaction was acknowledged.
-    pub async fn ack_txn(&self, destination: &str, txn: StoredTxn) -> Result<()> {
-        let d = destination.to_owned();
-        self.db.call(move |c| store::ack_txn(c, &d, &txn)).await
+        self.db.read(move |s| Ok(s.outbox_len(&d)? + s.pending_txn(&d)?.map_or(0, |t| t.edus))).await
     }
 
     /// How far the presence stream has been sent to `destination`.
     pub async fn cursor(&self, destination: &str) -> Result<u64> {
         let d = destination.to_owned();
-        self.db.call(move |c| store::cursor(c, &d)).await
+        self.db.read(move |s| s.cursor(&d)).await
     }
 
-    /// Nothing for `destination` moved up to `pos`: remember how far we looked.
-    pub async fn advance_cursor(&self, destination: &str, pos: u64) -> Result<()> {
-        let d = destination.to_owned();
-        self.db.call(move |c| store::advance_cursor(c, &d, pos)).await
-    }
-
-    /// `destination` asks to be pushed `added` and no longer `removed` (`replace`: exactly `added`).
-    pub async fn set_interest(
-        &self,
+    /// Write in `unit` that `destination` asks to be pushed `added` and no longer
+    /// `removed` (`replace`: exactly `added`); mirrored in memory once committed.
+    pub fn set_interest_in(
+        self: &std::sync::Arc<Self>,
+        unit: &mut Unit,
         destination: &str,
-        added: &[OwnedUserId],
-        removed: &[OwnedUserId],
+        added: Vec<OwnedUserId>,
+        removed: Vec<OwnedUserId>,
         replace: bool,
-    ) -> Result<()> {
+    ) {
         let (d, now) = (destination.to_owned(), self.clock.now_ms());
         let a: Vec<String> = added.iter().map(ToString::to_string).collect();
         let r: Vec<String> = removed.iter().map(ToString::to_string).collect();
-        self.db.call(move |c| store::set_interest(c, &d, &a, &r, replace, now)).await?;
-        let mut interest = lock(&self.interest);
-        let set = interest.entry(destination.to_owned()).or_default();
-        if replace {
-            set.clear();
-        }
-        for u in removed {
-            set.remove(u);
-        }
-        set.extend(added.iter().cloned());
-        Ok(())
+        unit.write(move |s: &dyn Store| s.set_interest(&d, &a, &r, replace, now));
+        let (me, d) = (std::sync::Arc::clone(self), destination.to_owned());
+        unit.after(move |ok| {
+            if !ok {
+                return;
+            }
+            let mut interest = lock(&me.interest);
+            let set = interest.entry(d).or_default();
+            if replace {
+                set.clear();
+            }
+            for u in &removed {
+                set.remove(u);
+            }
+            set.extend(added);
+        });
     }
 
     /// Whether `destination` asked to be pushed `user`.
@@ -182,22 +218,10 @@ impl Outbound {
         }
     }
 
-    /// Record a received transaction; `false` if it was applied before.
-    pub async fn mark_received(&self, origin: &str, txn_id: &str) -> Result<bool> {
-        let (o, t, now) = (origin.to_owned(), txn_id.to_owned(), self.clock.now_ms());
-        self.db.call(move |c| store::mark_received(c, &o, &t, now)).await
-    }
-
-    /// Whether a transaction was applied before.
-    pub async fn was_received(&self, origin: &str, txn_id: &str) -> Result<bool> {
-        let (o, t) = (origin.to_owned(), txn_id.to_owned());
-        self.db.call(move |c| store::was_received(c, &o, &t)).await
-    }
-
-    /// The peers.
-    pub fn peers(&self) -> impl Iterator<Item = &String> {
-        self.peers.iter()
+    /// The peers, sorted.
+    pub fn peers(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.peers.iter().cloned().collect();
+        v.sort();
+        v
     }
 }
-
-pub mod edus;

@@ -2,8 +2,9 @@
 //!
 //! The rows live in SQLite; this index mirrors them in memory in both directions
 //! (by watcher and by target) because every presence change asks "who may see
-//! this?". Only this server changes the rows, so the mirror cannot go stale. Every
-//! change is written to the database first and mirrored only once that succeeded.
+//! this?". Only this server changes the rows, so the mirror cannot go stale. The
+//! services write each change in a [`crate::storage::Unit`] and mirror it here only
+//! after it committed.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -11,7 +12,7 @@ use std::sync::Mutex;
 use ruma::{OwnedUserId, UserId};
 
 use crate::error::{Error, Result};
-use crate::storage::{Db, presence as store};
+use crate::storage::{Store, presence as store};
 
 /// Where a watcher stands with a target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +42,17 @@ impl Subscription {
             "denied" => Some(Subscription::Denied),
             _ => None,
         }
+    }
+}
+
+/// The row that stores edge watcher → target.
+pub fn row_of(watcher: &UserId, target: &UserId, edge: Edge) -> store::SubscriptionRow {
+    store::SubscriptionRow {
+        watcher: watcher.to_string(),
+        target: target.to_string(),
+        state: edge.state.as_str().to_owned(),
+        ts: edge.ts,
+        stream_pos: edge.pos,
     }
 }
 
@@ -82,16 +94,15 @@ impl Index {
 }
 
 /// The watch graph.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct PresenceLists {
-    db: Db,
     index: Mutex<Index>,
 }
 
 impl PresenceLists {
     /// Load every subscription from the database.
-    pub fn load(db: Db) -> Result<Self> {
-        let rows = db.call_blocking(|conn| store::load_subscriptions(conn))?;
+    pub fn load(store: &dyn Store) -> Result<Self> {
+        let rows = store.load_subscriptions()?;
         let mut index = Index::default();
         for row in rows {
             let (Ok(w), Ok(t), Some(state)) =
@@ -102,33 +113,26 @@ impl PresenceLists {
             };
             index.put(&w, &t, Edge { state, ts: row.ts, pos: row.stream_pos });
         }
-        Ok(Self { db, index: Mutex::new(index) })
+        Ok(Self { index: Mutex::new(index) })
     }
 
     fn index(&self) -> std::sync::MutexGuard<'_, Index> {
         self.index.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Set the edge watcher → target, durably, then in memory.
-    pub async fn put(&self, watcher: &UserId, target: &UserId, edge: Edge) -> Result<()> {
-        let row = store::SubscriptionRow {
-            watcher: watcher.to_string(),
-            target: target.to_string(),
-            state: edge.state.as_str().to_owned(),
-            ts: edge.ts,
-            stream_pos: edge.pos,
-        };
-        self.db.call(move |conn| store::put_subscription(conn, &row)).await?;
+    /// Mirror a committed edge watcher → target.
+    pub fn put(&self, watcher: &UserId, target: &UserId, edge: Edge) {
         self.index().put(watcher, target, edge);
-        Ok(())
     }
 
-    /// Remove the edge watcher → target, durably, then in memory.
-    pub async fn remove(&self, watcher: &UserId, target: &UserId) -> Result<()> {
-        let (w, t) = (watcher.to_string(), target.to_string());
-        self.db.call(move |conn| store::delete_subscription(conn, &w, &t)).await?;
+    /// Mirror a committed removal of watcher → target.
+    pub fn remove(&self, watcher: &UserId, target: &UserId) {
         self.index().remove(watcher, target);
-        Ok(())
+    }
+
+    /// How many users `watcher` watches or asked to (for limits).
+    pub fn watching_count(&self, watcher: &UserId) -> usize {
+        self.index().by_watcher.get(watcher).map_or(0, HashMap::len)
     }
 
     /// The edge watcher → target, if any.

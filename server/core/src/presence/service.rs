@@ -1,6 +1,12 @@
 //! The presence service: applies what clients do to each user's state machine,
 //! publishes visible changes on the sync stream, wakes exactly the users allowed to
-//! see them, times idleness and absence, and writes state behind to SQLite.
+//! see them, and times idleness and absence.
+//!
+//! Durability: a change that watchers can see, or that a client set (status,
+//! explicit state, devices), is written through the group-committing writer at once;
+//! its stream position stays in flight until the write committed, and the request
+//! that caused it is answered only then. Only a refreshed last-seen time, which no
+//! one sees, is written behind every 500 ms.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
@@ -10,18 +16,20 @@ use std::time::Duration;
 use ruma::presence::PresenceState;
 use ruma::{OwnedUserId, UserId};
 
-use super::deadlines::Deadlines;
-use super::lists::{Edge, PresenceLists, Subscription};
+use super::edus::{self, AnswerEdu, WatchEdge};
+use super::fanout::Fanout;
+use super::lists::{self, Edge, PresenceLists, Subscription};
 use super::state::{CarriedOver, Snapshot, Timings, UserPresence};
 use crate::clock::SharedClock;
 use crate::config::PresenceConfig;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::ids::is_local;
 use crate::metrics::Metrics;
 use crate::outbound::Outbound;
-use crate::outbound::edus::{self, AnswerEdu, WatchEdge};
-use crate::storage::{Db, accounts as account_store, presence as store};
-use crate::sync::{Notifier, StreamCounter};
+use crate::storage::{Db, Pending, Unit, presence as store};
+use crate::stream::{Notifier, Positions};
+use crate::sync::SyncRange;
+use crate::timers::Deadlines;
 
 /// How often presence is written behind to the database.
 const FLUSH_INTERVAL: Duration = Duration::from_millis(500);
@@ -31,6 +39,24 @@ struct Entry {
     presence: UserPresence,
     published: Snapshot,
     pos: u64,
+    /// The row last handed to the writer, so an unchanged one is not written again.
+    persisted: Option<store::PresenceRow>,
+}
+
+impl Entry {
+    fn new() -> Self {
+        Self { presence: UserPresence::default(), published: Snapshot::offline(), pos: 0, persisted: None }
+    }
+}
+
+/// Whether two rows differ in more than the last-seen time.
+fn differs_beyond_last_seen(a: &store::PresenceRow, b: &store::PresenceRow) -> bool {
+    a.state != b.state
+        || a.status_msg != b.status_msg
+        || a.explicit_state != b.explicit_state
+        || a.last_active_ts != b.last_active_ts
+        || a.stream_pos != b.stream_pos
+        || a.devices != b.devices
 }
 
 /// A remote user's presence as their server last told us.
@@ -64,15 +90,20 @@ pub struct PresenceService {
     timings: Timings,
     pub(super) clock: SharedClock,
     pub(super) db: Db,
-    pub(super) counter: Arc<StreamCounter>,
+    pub(super) positions: Arc<Positions>,
     pub(super) notifier: Arc<Notifier>,
-    pub(super) lists: PresenceLists,
+    pub(super) lists: Arc<PresenceLists>,
     pub(super) outbound: Arc<Outbound>,
+    pub(super) fanout: Arc<Fanout>,
     pub(super) remote: Mutex<HashMap<OwnedUserId, RemoteEntry>>,
     users: Mutex<HashMap<OwnedUserId, Entry>>,
-    dirty: Mutex<HashSet<OwnedUserId>>,
-    deadlines: Deadlines,
-    metrics: Arc<Metrics>,
+    /// Users whose row must be written by the next flush (last-seen refreshed, or a
+    /// write that failed).
+    dirty: Arc<Mutex<HashSet<OwnedUserId>>>,
+    deadlines: Deadlines<OwnedUserId>,
+    pub(super) metrics: Arc<Metrics>,
+    /// The most users one list holds, and the most requests pending for one user.
+    pub(super) max_list_entries: usize,
     /// Users who explicitly started (true) or stopped (false) watching their list.
     polling: Mutex<HashMap<OwnedUserId, bool>>,
 }
@@ -90,7 +121,7 @@ impl Drop for SyncGuard {
     fn drop(&mut self) {
         let now = self.service.clock.now_ms();
         let device = std::mem::take(&mut self.device);
-        self.service.update(&self.user, now, |p| p.sync_ended(&device, now));
+        drop(self.service.update(&self.user, now, |p| p.sync_ended(&device, now)));
     }
 }
 
@@ -104,15 +135,15 @@ impl PresenceService {
         db: Db,
         config: &PresenceConfig,
         clock: SharedClock,
-        counter: Arc<StreamCounter>,
+        positions: Arc<Positions>,
         notifier: Arc<Notifier>,
         server_name: &str,
         metrics: Arc<Metrics>,
         outbound: Arc<Outbound>,
     ) -> Result<Arc<Self>> {
         let timings = Timings { idle_after_ms: config.idle_after_ms, offline_after_ms: config.offline_after_ms };
-        let lists = PresenceLists::load(db.clone())?;
-        let (rows, kinds) = db.call_blocking(|c| Ok((store::load_all(c)?, account_store::device_kinds(c)?)))?;
+        let lists = Arc::new(db.read_blocking(PresenceLists::load)?);
+        let (rows, kinds) = db.read_blocking(|s| Ok((s.load_all()?, s.device_kinds()?)))?;
         let now = clock.now_ms();
         let mut users = HashMap::new();
         for row in rows {
@@ -139,43 +170,46 @@ impl PresenceService {
             } else {
                 Snapshot {
                     state,
-                    status_msg: row.status_msg,
+                    status_msg: row.status_msg.clone(),
                     last_active_ms: presence.last_active_ms,
                     currently_active: false,
                     devices,
                 }
             };
-            users.insert(user, Entry { presence, published, pos: row.stream_pos });
+            users.insert(user, Entry { presence, published, pos: row.stream_pos, persisted: Some(row) });
         }
         for (user, device, kind) in kinds {
             let Ok(user) = UserId::parse(&user) else { continue };
-            let entry = users.entry(user).or_insert_with(|| Entry {
-                presence: UserPresence::default(),
-                published: Snapshot::offline(),
-                pos: 0,
-            });
-            entry.presence.set_kind(&device, kind);
+            users.entry(user).or_insert_with(Entry::new).presence.set_kind(&device, kind);
         }
+        let fanout = Arc::new(Fanout {
+            server_name: server_name.to_owned(),
+            notifier: Arc::clone(&notifier),
+            lists: Arc::clone(&lists),
+            outbound: Arc::clone(&outbound),
+        });
         let known: Vec<OwnedUserId> = users.keys().cloned().collect();
         let service = Arc::new(Self {
             server_name: server_name.to_owned(),
             timings,
             clock,
             db,
-            counter,
+            positions,
             notifier,
             lists,
             outbound,
+            fanout,
             remote: Mutex::new(HashMap::new()),
             users: Mutex::new(users),
-            dirty: Mutex::new(HashSet::new()),
+            dirty: Arc::new(Mutex::new(HashSet::new())),
             deadlines: Deadlines::new(),
             metrics,
+            max_list_entries: config.max_list_entries,
             polling: Mutex::new(HashMap::new()),
         });
         // Publish whatever lapsed while we were down, and arm every timer.
         for user in known {
-            service.update(&user, now, |_| {});
+            drop(service.update(&user, now, |_| {}));
         }
         Ok(service)
     }
@@ -191,7 +225,7 @@ impl PresenceService {
                     .run(clock, |due| {
                         let now = service.clock.now_ms();
                         for user in due {
-                            service.update(&user, now, |_| {});
+                            drop(service.update(&user, now, |_| {}));
                         }
                         async {}
                     })
@@ -242,97 +276,127 @@ impl PresenceService {
         self.users().get(user).map(|e| (e.published.clone(), e.pos))
     }
 
-    /// Apply `change` to `user`'s state machine, then publish and re-arm its timer.
-    fn update(&self, user: &UserId, now: u64, change: impl FnOnce(&mut UserPresence)) {
+    /// Apply `change` to `user`'s state machine, re-arm its timer, and publish: a
+    /// visible change takes a stream position and is written at once, and the
+    /// returned [`Pending`] answers when it is committed. `None`: nothing a client
+    /// set or could see changed (a refreshed last-seen time is written behind).
+    fn update(&self, user: &UserId, now: u64, change: impl FnOnce(&mut UserPresence)) -> Option<Pending<()>> {
         let t = self.timings;
-        let (published, interest_changed) = {
+        let (pending, interest_changed) = {
             let mut users = self.users();
-            let entry = users.entry(user.to_owned()).or_insert_with(|| Entry {
-                presence: UserPresence::default(),
-                published: Snapshot::offline(),
-                pos: 0,
-            });
+            let entry = users.entry(user.to_owned()).or_insert_with(Entry::new);
             let was_connected = entry.presence.connected(now, t);
             change(&mut entry.presence);
             let interest_changed = was_connected != entry.presence.connected(now, t);
             entry.presence.expire_if_gone(now, t);
             let snapshot = entry.presence.evaluate(now, t);
-            self.deadlines.schedule(user, entry.presence.next_deadline(now, t));
-            let published = if entry.published.differs_from(&snapshot) {
-                entry.pos = self.counter.next();
+            self.deadlines.schedule(&user.to_owned(), entry.presence.next_deadline(now, t));
+            let published = entry.published.differs_from(&snapshot).then(|| {
+                entry.pos = self.positions.reserve();
                 entry.published = snapshot;
-                Some(entry.pos)
+                entry.pos
+            });
+            let row = self.row_of(user, entry);
+            let must_write =
+                published.is_some() || entry.persisted.as_ref().is_none_or(|p| differs_beyond_last_seen(p, &row));
+            let pending = if must_write {
+                entry.persisted = Some(row.clone());
+                // Handed to the writer under the users lock: rows of one user reach the
+                // database in the order they were made.
+                Some(self.write_row(user, row, published))
             } else {
+                if entry.persisted.as_ref().is_some_and(|p| p.last_seen_ts != row.last_seen_ts) {
+                    self.mark_dirty(user);
+                }
                 None
             };
-            (published, interest_changed)
+            (pending, interest_changed)
         };
-        self.dirty.lock().unwrap_or_else(|p| p.into_inner()).insert(user.to_owned());
-        if let Some(pos) = published {
-            Metrics::inc(&self.metrics.presence_changes);
-            self.notifier.bump(user, pos);
-            self.tell_watchers(user, pos);
-        }
         if interest_changed {
-            self.interest_changed(user);
+            self.fanout.interest_changed(user);
         }
+        pending
     }
 
-    /// A user's visible presence moved to `pos`: wake local watchers' syncs, and the
-    /// senders of peers whose users watch them and asked to be pushed.
-    pub(super) fn tell_watchers(&self, user: &UserId, pos: u64) {
-        let mut destinations = HashSet::new();
-        for watcher in self.lists.accepted_watchers(user) {
-            if is_local(&watcher, &self.server_name) {
-                self.notifier.bump(&watcher, pos);
-            } else {
-                destinations.insert(watcher.server_name().to_owned());
-            }
-        }
-        for dest in destinations {
-            if self.outbound.is_interested(dest.as_str(), user) {
-                self.outbound.wake(dest.as_str());
-            }
-        }
+    fn mark_dirty(&self, user: &UserId) {
+        self.dirty.lock().unwrap_or_else(|p| p.into_inner()).insert(user.to_owned());
     }
 
-    /// Whether a client of `user` cares about their list changed: the peers of the
-    /// remote users they watch may need a subscription change.
-    fn interest_changed(&self, user: &UserId) {
-        let mut destinations = HashSet::new();
-        for (target, edge) in self.lists.watching(user) {
-            if edge.state == Subscription::Accepted && !is_local(&target, &self.server_name) {
-                destinations.insert(target.server_name().to_owned());
+    /// Write one row; once committed, release its position and tell whoever may see it.
+    fn write_row(&self, user: &UserId, row: store::PresenceRow, published: Option<u64>) -> Pending<()> {
+        let (positions, fanout, metrics, dirty) =
+            (Arc::clone(&self.positions), Arc::clone(&self.fanout), Arc::clone(&self.metrics), Arc::clone(&self.dirty));
+        let user = user.to_owned();
+        let after = Box::new(move |ok: bool| {
+            if !ok {
+                // Memory is ahead of the disk: the next flush writes the row again.
+                dirty.lock().unwrap_or_else(|p| p.into_inner()).insert(user.clone());
             }
-        }
-        for dest in destinations {
-            self.outbound.wake(dest.as_str());
+            if let Some(pos) = published {
+                positions.commit(pos);
+                Metrics::inc(&metrics.presence_changes);
+                fanout.presence_moved(&user, pos);
+            }
+        });
+        self.db.submit(move |s| s.upsert_many(std::slice::from_ref(&row)), Some(after))
+    }
+
+    /// The row that stores `e`.
+    fn row_of(&self, user: &UserId, e: &Entry) -> store::PresenceRow {
+        store::PresenceRow {
+            user_id: user.to_string(),
+            state: e.published.state.as_str().to_owned(),
+            status_msg: e.presence.status_msg.clone(),
+            explicit_state: e.presence.explicit.as_ref().map(|s| s.as_str().to_owned()),
+            last_active_ts: e.presence.last_active_ms.unwrap_or(0),
+            last_seen_ts: e.presence.devices.values().map(|d| d.last_seen_ms).max().unwrap_or(0).max(
+                e.presence.carried.as_ref().map_or(0, |c| c.until_ms.saturating_sub(self.timings.offline_after_ms)),
+            ),
+            stream_pos: e.pos,
+            devices: encode_devices(&e.published.devices),
         }
     }
 
     /// Any authenticated request other than /sync: its device is active.
     pub fn request(&self, user: &UserId, device: &str) {
         let now = self.clock.now_ms();
-        self.update(user, now, |p| p.request(device, now));
+        drop(self.update(user, now, |p| p.request(device, now)));
     }
 
     /// A /sync starts; the device counts as syncing until the guard is dropped.
-    pub fn sync_started(
+    ///
+    /// A change the start causes (coming online) is committed before this returns,
+    /// so the sync itself carries it rather than waking the next one at once.
+    pub async fn sync_started(
         self: &Arc<Self>,
         user: &UserId,
         device: &str,
         set_presence: Option<PresenceState>,
     ) -> SyncGuard {
         let now = self.clock.now_ms();
-        self.update(user, now, |p| p.sync_started(device, set_presence, now));
-        SyncGuard { service: Arc::clone(self), user: user.to_owned(), device: device.to_owned() }
+        let guard = SyncGuard { service: Arc::clone(self), user: user.to_owned(), device: device.to_owned() };
+        if let Some(pending) = self.update(user, now, |p| p.sync_started(device, set_presence, now))
+            && let Err(e) = pending.wait().await
+        {
+            tracing::warn!(%user, error = %e, "presence at the start of a sync was not stored; it will be retried");
+        }
+        guard
     }
 
-    /// An explicit PUT of the user's own status.
-    pub fn set_status(&self, user: &UserId, device: &str, state: PresenceState, status_msg: Option<String>) {
+    /// An explicit PUT of the user's own status; answers once it is committed.
+    pub async fn set_status(
+        &self,
+        user: &UserId,
+        device: &str,
+        state: PresenceState,
+        status_msg: Option<String>,
+    ) -> Result<()> {
         Metrics::inc(&self.metrics.presence_writes);
         let now = self.clock.now_ms();
-        self.update(user, now, |p| p.set_explicit(device, state, status_msg, now));
+        match self.update(user, now, |p| p.set_explicit(device, state, status_msg, now)) {
+            Some(pending) => pending.wait().await,
+            None => Ok(()),
+        }
     }
 
     /// `caller`'s device reports idleness and/or the kind of `device`, which must be
@@ -351,10 +415,10 @@ impl PresenceService {
         let kind_to_store = kind.clone();
         let exists = self
             .db
-            .call(move |c| {
-                let exists = account_store::device_exists(c, &u, &d)?;
+            .write(move |s| {
+                let exists = s.device_exists(&u, &d)?;
                 if let (true, Some(kind)) = (exists, kind_to_store) {
-                    account_store::set_device_kind(c, &u, &d, &kind)?;
+                    s.set_device_kind(&u, &d, &kind)?;
                 }
                 Ok(exists)
             })
@@ -363,7 +427,7 @@ impl PresenceService {
             return Err(Error::not_found(format!("{user} has no device {device}")));
         }
         let now = self.clock.now_ms();
-        self.update(user, now, |p| {
+        let pending = self.update(user, now, |p| {
             if caller != device || idle_ms.is_none() {
                 p.request(caller, now);
             }
@@ -374,13 +438,16 @@ impl PresenceService {
                 p.report_idle(device, idle_ms, now);
             }
         });
-        Ok(())
+        match pending {
+            Some(pending) => pending.wait().await,
+            None => Ok(()),
+        }
     }
 
     /// A device logged out: it no longer keeps its user present.
     pub fn forget_device(&self, user: &UserId, device: &str) {
         let now = self.clock.now_ms();
-        self.update(user, now, |p| p.forget_device(device));
+        drop(self.update(user, now, |p| p.forget_device(device)));
     }
 
     /// The presence of `user` as this server knows it.
@@ -414,10 +481,10 @@ impl PresenceService {
         Ok(self.view(target))
     }
 
-    /// Presence `watcher` may see that changed in the stream range `(since, upto]`
-    /// (all of it when `since` is 0): the user's own and that of accepted targets.
-    pub fn changes_for(&self, watcher: &UserId, since: u64, upto: u64) -> Vec<UserView> {
-        let in_range = |pos: u64| since == 0 || (pos > since && pos <= upto);
+    /// Presence `watcher` may see that changed in `range`: the user's own and that
+    /// of accepted targets (all of them in an initial sync).
+    pub fn changes_for(&self, watcher: &UserId, range: SyncRange) -> Vec<UserView> {
+        let in_range = |pos: u64| range.contains(pos);
         let mut out = Vec::new();
         let own_pos = self.users().get(watcher).map(|e| e.pos).unwrap_or(0);
         if in_range(own_pos) {
@@ -435,14 +502,10 @@ impl PresenceService {
         out
     }
 
-    /// Presence requests waiting for `target`'s answer that arrived in `(since, upto]`
-    /// (all pending ones when `since` is 0).
-    pub fn requests_for(&self, target: &UserId, since: u64, upto: u64) -> Vec<(OwnedUserId, Edge)> {
-        self.lists
-            .pending_for(target)
-            .into_iter()
-            .filter(|(_, e)| since == 0 || (e.pos > since && e.pos <= upto))
-            .collect()
+    /// Presence requests waiting for `target`'s answer that arrived in `range` (all
+    /// pending ones in an initial sync).
+    pub fn requests_for(&self, target: &UserId, range: SyncRange) -> Vec<(OwnedUserId, Edge)> {
+        self.lists.pending_for(target).into_iter().filter(|(_, e)| range.contains(e.pos)).collect()
     }
 
     /// Every pending request to `target`.
@@ -467,42 +530,91 @@ impl PresenceService {
     }
 
     /// `watcher` asks to watch `target`. Asking again while pending or accepted changes nothing;
-    /// asking again after a refusal asks anew.
+    /// asking again after a refusal asks anew. Beyond `max_list_entries` (the
+    /// watcher's list, or the requests pending for the target) it is refused.
     pub async fn invite(&self, watcher: &UserId, target: &UserId) -> Result<()> {
         if watcher == target {
             return Err(Error::invalid_param("you always see your own presence; you cannot watch yourself"));
         }
         if is_local(target, &self.server_name) {
             let t = target.to_string();
-            if !self.db.call(move |c| account_store::user_exists(c, &t)).await? {
+            if !self.db.read(move |s| s.user_exists(&t)).await? {
                 return Err(Error::not_found(format!("there is no user {target}")));
             }
         }
-        if self.lists.get(watcher, target).is_some_and(|e| e.state != Subscription::Denied) {
+        let existing = self.lists.get(watcher, target);
+        if existing.is_some_and(|e| e.state != Subscription::Denied) {
             return Ok(());
         }
-        let pos = self.counter.next();
+        if existing.is_none() && self.lists.watching_count(watcher) >= self.max_list_entries {
+            return Err(Error::new(
+                ErrorKind::LimitExceeded { retry_after_ms: 0 },
+                format!("a presence list holds at most {} users (presence.max_list_entries)", self.max_list_entries),
+            ));
+        }
+        if self.lists.pending_for(target).len() >= self.max_list_entries {
+            return Err(Error::new(
+                ErrorKind::LimitExceeded { retry_after_ms: 0 },
+                format!(
+                    "{target} has {} requests waiting, the most presence.max_list_entries allows",
+                    self.max_list_entries
+                ),
+            ));
+        }
+        let mut unit = Unit::new();
+        let pos = self.positions.reserve_in(&mut unit);
         let edge = Edge { state: Subscription::Pending, ts: self.clock.now_ms(), pos };
+        self.put_edge(&mut unit, watcher, target, edge, &[target]);
         if !is_local(target, &self.server_name) {
             let content = serde_json::json!(WatchEdge { watcher: watcher.to_owned(), target: target.to_owned() });
-            self.outbound.queue_edu(target.server_name().as_str(), edus::INVITE, &content).await?;
+            self.outbound.queue_in(&mut unit, target.server_name().as_str(), edus::INVITE, &content);
         }
-        self.lists.put(watcher, target, edge).await?;
-        self.notifier.bump(target, pos);
-        Ok(())
+        self.db.submit_unit(unit).wait().await
+    }
+
+    /// Write edge watcher → target in `unit`; once committed, mirror it and wake `wake`.
+    pub(super) fn put_edge(&self, unit: &mut Unit, watcher: &UserId, target: &UserId, edge: Edge, wake: &[&UserId]) {
+        let row = lists::row_of(watcher, target, edge);
+        unit.write(move |s| s.put_subscription(&row));
+        let (lists, notifier) = (Arc::clone(&self.lists), Arc::clone(&self.notifier));
+        let (w, t) = (watcher.to_owned(), target.to_owned());
+        let wake: Vec<OwnedUserId> = wake.iter().map(|u| (*u).to_owned()).collect();
+        unit.after(move |ok| {
+            if ok {
+                lists.put(&w, &t, edge);
+                for user in &wake {
+                    notifier.bump(user, edge.pos);
+                }
+            }
+        });
+    }
+
+    /// Remove edge watcher → target in `unit`; once committed, unmirror it.
+    pub(super) fn remove_edge(&self, unit: &mut Unit, watcher: &UserId, target: &UserId) {
+        let (w, t) = (watcher.to_string(), target.to_string());
+        unit.write(move |s| s.delete_subscription(&w, &t));
+        let (lists, fanout) = (Arc::clone(&self.lists), Arc::clone(&self.fanout));
+        let (w, t) = (watcher.to_owned(), target.to_owned());
+        unit.after(move |ok| {
+            if ok {
+                lists.remove(&w, &t);
+                fanout.interest_changed(&w);
+            }
+        });
     }
 
     /// `watcher` stops watching `target` (or withdraws the request).
     pub async fn drop_watch(&self, watcher: &UserId, target: &UserId) -> Result<()> {
-        if self.lists.get(watcher, target).is_some() {
-            if !is_local(target, &self.server_name) {
-                let content = serde_json::json!(WatchEdge { watcher: watcher.to_owned(), target: target.to_owned() });
-                self.outbound.queue_edu(target.server_name().as_str(), edus::DROP, &content).await?;
-            }
-            self.lists.remove(watcher, target).await?;
-            self.interest_changed(watcher);
+        if self.lists.get(watcher, target).is_none() {
+            return Ok(());
         }
-        Ok(())
+        let mut unit = Unit::new();
+        self.remove_edge(&mut unit, watcher, target);
+        if !is_local(target, &self.server_name) {
+            let content = serde_json::json!(WatchEdge { watcher: watcher.to_owned(), target: target.to_owned() });
+            self.outbound.queue_in(&mut unit, target.server_name().as_str(), edus::DROP, &content);
+        }
+        self.db.submit_unit(unit).wait().await
     }
 
     /// `target` answers `watcher`'s request; `allow: false` also revokes an accepted watcher.
@@ -512,61 +624,50 @@ impl PresenceService {
         if edge.state == state {
             return Ok(());
         }
-        let pos = self.counter.next();
+        let mut unit = Unit::new();
+        let pos = self.positions.reserve_in(&mut unit);
+        self.put_edge(&mut unit, watcher, target, Edge { state, ts: self.clock.now_ms(), pos }, &[watcher, target]);
         if !is_local(watcher, &self.server_name) {
             let content =
                 serde_json::json!(AnswerEdu { watcher: watcher.to_owned(), target: target.to_owned(), allow });
-            self.outbound.queue_edu(watcher.server_name().as_str(), edus::ANSWER, &content).await?;
+            self.outbound.queue_in(&mut unit, watcher.server_name().as_str(), edus::ANSWER, &content);
         }
-        self.lists.put(watcher, target, Edge { state, ts: self.clock.now_ms(), pos }).await?;
-        self.notifier.bump(watcher, pos);
-        self.notifier.bump(target, pos);
-        Ok(())
+        self.db.submit_unit(unit).wait().await
     }
 
-    /// Write changed presence rows (and the stream ceiling, when due) to the database.
+    /// Write the rows of dirty users (refreshed last-seen times, failed writes) and
+    /// the stream ceiling when due.
     pub async fn flush(&self) -> Result<()> {
         let dirty: Vec<OwnedUserId> =
             std::mem::take(&mut *self.dirty.lock().unwrap_or_else(|p| p.into_inner())).into_iter().collect();
-        let rows: Vec<store::PresenceRow> = {
-            let users = self.users();
-            dirty
-                .iter()
-                .filter_map(|u| users.get(u).map(|e| (u, e)))
-                .map(|(u, e)| store::PresenceRow {
-                    user_id: u.to_string(),
-                    state: e.published.state.as_str().to_owned(),
-                    status_msg: e.presence.status_msg.clone(),
-                    explicit_state: e.presence.explicit.as_ref().map(|s| s.as_str().to_owned()),
-                    last_active_ts: e.presence.last_active_ms.unwrap_or(0),
-                    last_seen_ts: e.presence.devices.values().map(|d| d.last_seen_ms).max().unwrap_or(0).max(
-                        e.presence
-                            .carried
-                            .as_ref()
-                            .map_or(0, |c| c.until_ms.saturating_sub(self.timings.offline_after_ms)),
-                    ),
-                    stream_pos: e.pos,
-                    devices: encode_devices(&e.published.devices),
-                })
-                .collect()
-        };
-        let ceiling = self.counter.ceiling_to_persist();
-        if rows.is_empty() && ceiling.is_none() {
+        let ceiling = self.positions.ceiling_to_persist();
+        if dirty.is_empty() && ceiling.is_none() {
             return Ok(());
         }
-        let counter = Arc::clone(&self.counter);
-        let result = self
-            .db
-            .call(move |c| {
-                store::upsert_many(c, &rows)?;
-                if let Some(ceiling) = ceiling {
-                    counter.persist_ceiling(c, ceiling)?;
+        let positions = Arc::clone(&self.positions);
+        let pending = {
+            let mut users = self.users();
+            let mut rows = Vec::with_capacity(dirty.len());
+            for user in &dirty {
+                if let Some(entry) = users.get_mut(user) {
+                    let row = self.row_of(user, entry);
+                    entry.persisted = Some(row.clone());
+                    rows.push(row);
                 }
-                Ok(())
-            })
-            .await;
+            }
+            self.db.submit(
+                move |s| {
+                    s.upsert_many(&rows)?;
+                    if let Some(ceiling) = ceiling {
+                        positions.persist_ceiling(s, ceiling)?;
+                    }
+                    Ok(())
+                },
+                None,
+            )
+        };
+        let result = pending.wait().await;
         if result.is_err() {
-            // Keep them dirty so the next flush tries again.
             self.dirty.lock().unwrap_or_else(|p| p.into_inner()).extend(dirty);
         }
         result
@@ -577,7 +678,7 @@ impl PresenceService {
         let before = self.is_polling(user);
         self.polling.lock().unwrap_or_else(|p| p.into_inner()).insert(user.to_owned(), enabled);
         if before != enabled {
-            self.interest_changed(user);
+            self.fanout.interest_changed(user);
         }
     }
 
@@ -591,9 +692,9 @@ impl PresenceService {
         self.users().get(user).is_some_and(|e| e.presence.connected(now, self.timings))
     }
 
-    /// The newest stream position handed out.
+    /// The visible stream position: everything at or below it is committed.
     pub fn stream_position(&self) -> u64 {
-        self.counter.current()
+        self.positions.visible()
     }
 
     /// Users whose presence is held in memory (for metrics).

@@ -30,135 +30,186 @@ pub struct DeviceRow {
     pub kind: Option<String>,
 }
 
-/// Insert a user; `false` if the ID is taken.
-pub fn insert_user(conn: &Connection, user_id: &str, password_hash: &str, admin: bool, now: u64) -> Result<bool> {
-    let n = conn.execute(
-        "INSERT INTO users (user_id, password_hash, admin, created_ts) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT(user_id) DO NOTHING",
-        params![user_id, password_hash, admin, now as i64],
-    )?;
-    Ok(n == 1)
+/// Users and devices: the account service's storage.
+pub trait AccountStore {
+    /// Insert a user; `false` if the ID is taken.
+    fn insert_user(&self, user_id: &str, password_hash: &str, admin: bool, now: u64) -> Result<bool>;
+
+    /// Look up a user.
+    fn get_user(&self, user_id: &str) -> Result<Option<UserRow>>;
+
+    /// Whether a user exists.
+    fn user_exists(&self, user_id: &str) -> Result<bool>;
+
+    /// Set or clear a user's display name.
+    fn set_displayname(&self, user_id: &str, name: Option<&str>) -> Result<()>;
+
+    /// Every user with admin flag and device count, ordered by ID.
+    fn list_users(&self) -> Result<Vec<(String, bool, u64)>>;
+
+    /// Number of users.
+    fn count_users(&self) -> Result<u64>;
+
+    /// Create or replace a device's token (a login with an existing device ID replaces its token).
+    fn upsert_device(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        display_name: Option<&str>,
+        token_hash: &str,
+        now: u64,
+    ) -> Result<()>;
+
+    /// The device holding the token with this hash.
+    fn device_by_token(&self, token_hash: &str) -> Result<Option<DeviceRow>>;
+
+    /// The token hash of a device, if the device exists.
+    fn device_token_hash(&self, user_id: &str, device_id: &str) -> Result<Option<String>>;
+
+    /// Delete one device; returns the token hash it had.
+    fn delete_device(&self, user_id: &str, device_id: &str) -> Result<Option<String>>;
+
+    /// Delete every device of a user; returns their IDs and token hashes.
+    fn delete_all_devices(&self, user_id: &str) -> Result<Vec<(String, String)>>;
+
+    /// Record the kind a device reported.
+    fn set_device_kind(&self, user_id: &str, device_id: &str, kind: &str) -> Result<()>;
+
+    /// Every device with a kind: loaded into presence at start.
+    fn device_kinds(&self) -> Result<Vec<(String, String, String)>>;
+
+    /// Whether `user_id` has a device `device_id`.
+    fn device_exists(&self, user_id: &str, device_id: &str) -> Result<bool>;
 }
 
-/// Look up a user.
-pub fn get_user(conn: &Connection, user_id: &str) -> Result<Option<UserRow>> {
-    Ok(conn
-        .query_row("SELECT user_id, password_hash, admin, displayname FROM users WHERE user_id = ?1", [user_id], |r| {
-            Ok(UserRow { user_id: r.get(0)?, password_hash: r.get(1)?, admin: r.get(2)?, displayname: r.get(3)? })
-        })
-        .optional()?)
-}
+impl AccountStore for Connection {
+    fn insert_user(&self, user_id: &str, password_hash: &str, admin: bool, now: u64) -> Result<bool> {
+        let n = self.execute(
+            "INSERT INTO users (user_id, password_hash, admin, created_ts) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(user_id) DO NOTHING",
+            params![user_id, password_hash, admin, now as i64],
+        )?;
+        Ok(n == 1)
+    }
 
-/// Whether a user exists.
-pub fn user_exists(conn: &Connection, user_id: &str) -> Result<bool> {
-    Ok(conn.query_row("SELECT 1 FROM users WHERE user_id = ?1", [user_id], |_| Ok(())).optional()?.is_some())
-}
+    fn get_user(&self, user_id: &str) -> Result<Option<UserRow>> {
+        Ok(self
+            .query_row(
+                "SELECT user_id, password_hash, admin, displayname FROM users WHERE user_id = ?1",
+                [user_id],
+                |r| {
+                    Ok(UserRow {
+                        user_id: r.get(0)?,
+                        password_hash: r.get(1)?,
+                        admin: r.get(2)?,
+                        displayname: r.get(3)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
 
-/// Set or clear a user's display name.
-pub fn set_displayname(conn: &Connection, user_id: &str, name: Option<&str>) -> Result<()> {
-    conn.execute("UPDATE users SET displayname = ?2 WHERE user_id = ?1", params![user_id, name])?;
-    Ok(())
-}
+    fn user_exists(&self, user_id: &str) -> Result<bool> {
+        Ok(self.query_row("SELECT 1 FROM users WHERE user_id = ?1", [user_id], |_| Ok(())).optional()?.is_some())
+    }
 
-/// Every user with admin flag and device count, ordered by ID.
-pub fn list_users(conn: &Connection) -> Result<Vec<(String, bool, u64)>> {
-    let mut stmt = conn.prepare(
-        "SELECT u.user_id, u.admin, (SELECT COUNT(*) FROM devices d WHERE d.user_id = u.user_id)
-         FROM users u ORDER BY u.user_id",
-    )?;
-    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64)))?;
-    Ok(rows.collect::<Result<_, _>>()?)
-}
+    fn set_displayname(&self, user_id: &str, name: Option<&str>) -> Result<()> {
+        self.execute("UPDATE users SET displayname = ?2 WHERE user_id = ?1", params![user_id, name])?;
+        Ok(())
+    }
 
-/// Number of users.
-pub fn count_users(conn: &Connection) -> Result<u64> {
-    let n: i64 = conn.query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))?;
-    Ok(n as u64)
-}
+    fn list_users(&self) -> Result<Vec<(String, bool, u64)>> {
+        let mut stmt = self.prepare(
+            "SELECT u.user_id, u.admin, (SELECT COUNT(*) FROM devices d WHERE d.user_id = u.user_id)
+             FROM users u ORDER BY u.user_id",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
 
-/// Create or replace a device's token (a login with an existing device ID replaces its token).
-pub fn upsert_device(
-    conn: &Connection,
-    user_id: &str,
-    device_id: &str,
-    display_name: Option<&str>,
-    token_hash: &str,
-    now: u64,
-) -> Result<()> {
-    conn.execute(
-        "INSERT INTO devices (user_id, device_id, display_name, token_hash, created_ts)
-         VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT(user_id, device_id) DO UPDATE SET token_hash = excluded.token_hash,
-             display_name = COALESCE(excluded.display_name, devices.display_name)",
-        params![user_id, device_id, display_name, token_hash, now as i64],
-    )?;
-    Ok(())
-}
+    fn count_users(&self) -> Result<u64> {
+        let n: i64 = self.query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))?;
+        Ok(n as u64)
+    }
 
-/// The device holding the token with this hash.
-pub fn device_by_token(conn: &Connection, token_hash: &str) -> Result<Option<DeviceRow>> {
-    Ok(conn
-        .query_row(
-            "SELECT d.user_id, d.device_id, u.admin, d.kind FROM devices d
-             JOIN users u ON u.user_id = d.user_id WHERE d.token_hash = ?1",
-            [token_hash],
-            |r| Ok(DeviceRow { user_id: r.get(0)?, device_id: r.get(1)?, admin: r.get(2)?, kind: r.get(3)? }),
-        )
-        .optional()?)
-}
+    fn upsert_device(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        display_name: Option<&str>,
+        token_hash: &str,
+        now: u64,
+    ) -> Result<()> {
+        self.execute(
+            "INSERT INTO devices (user_id, device_id, display_name, token_hash, created_ts)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(user_id, device_id) DO UPDATE SET token_hash = excluded.token_hash,
+                 display_name = COALESCE(excluded.display_name, devices.display_name)",
+            params![user_id, device_id, display_name, token_hash, now as i64],
+        )?;
+        Ok(())
+    }
 
-/// The token hash of a device, if the device exists.
-pub fn device_token_hash(conn: &Connection, user_id: &str, device_id: &str) -> Result<Option<String>> {
-    Ok(conn
-        .query_row(
-            "SELECT token_hash FROM devices WHERE user_id = ?1 AND device_id = ?2",
-            params![user_id, device_id],
-            |r| r.get(0),
-        )
-        .optional()?)
-}
+    fn device_by_token(&self, token_hash: &str) -> Result<Option<DeviceRow>> {
+        Ok(self
+            .query_row(
+                "SELECT d.user_id, d.device_id, u.admin, d.kind FROM devices d
+                 JOIN users u ON u.user_id = d.user_id WHERE d.token_hash = ?1",
+                [token_hash],
+                |r| Ok(DeviceRow { user_id: r.get(0)?, device_id: r.get(1)?, admin: r.get(2)?, kind: r.get(3)? }),
+            )
+            .optional()?)
+    }
 
-/// Delete one device; returns the token hash it had.
-pub fn delete_device(conn: &Connection, user_id: &str, device_id: &str) -> Result<Option<String>> {
-    let hash: Option<String> = conn
-        .query_row(
-            "DELETE FROM devices WHERE user_id = ?1 AND device_id = ?2 RETURNING token_hash",
-            params![user_id, device_id],
-            |r| r.get(0),
-        )
-        .optional()?;
-    Ok(hash)
-}
+    fn device_token_hash(&self, user_id: &str, device_id: &str) -> Result<Option<String>> {
+        Ok(self
+            .query_row(
+                "SELECT token_hash FROM devices WHERE user_id = ?1 AND device_id = ?2",
+                params![user_id, device_id],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
 
-/// Delete every device of a user; returns their IDs and token hashes.
-pub fn delete_all_devices(conn: &Connection, user_id: &str) -> Result<Vec<(String, String)>> {
-    let mut stmt = conn.prepare("DELETE FROM devices WHERE user_id = ?1 RETURNING device_id, token_hash")?;
-    let rows = stmt.query_map([user_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    Ok(rows.collect::<Result<_, _>>()?)
-}
+    fn delete_device(&self, user_id: &str, device_id: &str) -> Result<Option<String>> {
+        let hash: Option<String> = self
+            .query_row(
+                "DELETE FROM devices WHERE user_id = ?1 AND device_id = ?2 RETURNING token_hash",
+                params![user_id, device_id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(hash)
+    }
 
-/// Record the kind a device reported.
-pub fn set_device_kind(conn: &Connection, user_id: &str, device_id: &str, kind: &str) -> Result<()> {
-    conn.execute(
-        "UPDATE devices SET kind = ?3 WHERE user_id = ?1 AND device_id = ?2",
-        params![user_id, device_id, kind],
-    )?;
-    Ok(())
-}
+    fn delete_all_devices(&self, user_id: &str) -> Result<Vec<(String, String)>> {
+        let mut stmt = self.prepare("DELETE FROM devices WHERE user_id = ?1 RETURNING device_id, token_hash")?;
+        let rows = stmt.query_map([user_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
 
-/// Every device with a kind: loaded into presence at start.
-pub fn device_kinds(conn: &Connection) -> Result<Vec<(String, String, String)>> {
-    let mut stmt = conn.prepare("SELECT user_id, device_id, kind FROM devices WHERE kind IS NOT NULL")?;
-    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-    Ok(rows.collect::<Result<_, _>>()?)
-}
+    fn set_device_kind(&self, user_id: &str, device_id: &str, kind: &str) -> Result<()> {
+        self.execute(
+            "UPDATE devices SET kind = ?3 WHERE user_id = ?1 AND device_id = ?2",
+            params![user_id, device_id, kind],
+        )?;
+        Ok(())
+    }
 
-/// Whether `user_id` has a device `device_id`.
-pub fn device_exists(conn: &Connection, user_id: &str, device_id: &str) -> Result<bool> {
-    Ok(conn
-        .query_row("SELECT 1 FROM devices WHERE user_id = ?1 AND device_id = ?2", params![user_id, device_id], |_| {
-            Ok(())
-        })
-        .optional()?
-        .is_some())
+    fn device_kinds(&self) -> Result<Vec<(String, String, String)>> {
+        let mut stmt = self.prepare("SELECT user_id, device_id, kind FROM devices WHERE kind IS NOT NULL")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn device_exists(&self, user_id: &str, device_id: &str) -> Result<bool> {
+        Ok(self
+            .query_row(
+                "SELECT 1 FROM devices WHERE user_id = ?1 AND device_id = ?2",
+                params![user_id, device_id],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
 }

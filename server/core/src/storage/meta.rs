@@ -4,16 +4,25 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::Result;
 
-/// Read `key`, if set.
-pub fn get(conn: &Connection, key: &str) -> Result<Option<i64>> {
-    Ok(conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0)).optional()?)
+/// Small named integers kept between runs.
+pub trait MetaStore {
+    /// Read `key`, if set.
+    fn meta_get(&self, key: &str) -> Result<Option<i64>>;
+
+    /// Set `key` to `value`.
+    fn meta_set(&self, key: &str, value: i64) -> Result<()>;
 }
 
-/// Set `key` to `value`.
-pub fn set(conn: &Connection, key: &str, value: i64) -> Result<()> {
-    conn.execute(
-        "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-        params![key, value],
-    )?;
-    Ok(())
+impl MetaStore for Connection {
+    fn meta_get(&self, key: &str) -> Result<Option<i64>> {
+        Ok(self.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0)).optional()?)
+    }
+
+    fn meta_set(&self, key: &str, value: i64) -> Result<()> {
+        self.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            params![key, value],
+        )?;
+        Ok(())
+    }
 }

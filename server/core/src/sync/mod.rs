@@ -1,18 +1,13 @@
-//! The ordered event stream behind `/sync`.
-//!
-//! One global counter orders everything a user may see ([`StreamCounter`]); each
-//! source (presence, presence requests, and later feeds and posts) records the
-//! position of its last change per item. A user's [`Notifier`] head is the highest
-//! position that concerns them, so a long poll only has to wait for their head to
-//! pass their `since` token, then ask each source for what lies in between
-//! ([`SyncService`]).
+//! `/sync`: wait until something the user may see passes their token, then ask every
+//! [`Source`] for what changed in `(since, upto]`. The service knows no source by
+//! name; a new kind of thing a client sees is one more source.
 
-mod counter;
-mod notifier;
+mod response;
 mod service;
+mod source;
 mod token;
 
-pub use counter::StreamCounter;
-pub use notifier::Notifier;
-pub use service::{MAX_TIMEOUT, SyncBatch, SyncRequest, SyncService};
+pub use response::SyncResponse;
+pub use service::{MAX_TIMEOUT, SyncRequest, SyncService};
+pub use source::{BoxFuture, Source, SyncRange};
 pub use token::SyncToken;

@@ -1,20 +1,23 @@
-//! Assembling one `/sync` answer: wait until the user's head passes `since`, then
-//! ask each source for what lies between `since` and the position read before
-//! asking, so nothing that lands meanwhile is skipped.
+//! Assembling one `/sync` answer: wait until the user's head passes `since`, wait
+//! until that head is visible (committed), read the visible position once, then ask
+//! every source for what lies in `(since, upto]`. A change that lands meanwhile has a
+//! position above `upto`; it bumped the head, so the next sync returns at once.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use ruma::OwnedUserId;
-use ruma::presence::PresenceState;
+use ruma::UserId;
 
-use super::{Notifier, StreamCounter, SyncToken};
-use crate::accounts::Device;
+use super::{Source, SyncRange, SyncResponse, SyncToken};
+use crate::error::{Error, Result};
 use crate::metrics::Metrics;
-use crate::presence::{Edge, PresenceService, UserView};
+use crate::stream::{Notifier, Positions};
 
 /// How long a long poll may wait at the most, whatever the client asks.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a sync waits for a change it was woken for to be committed.
+const COMMIT_WAIT: Duration = Duration::from_secs(5);
 
 /// What a client asked of one /sync.
 #[derive(Debug, Clone, Default)]
@@ -23,65 +26,60 @@ pub struct SyncRequest {
     pub since: Option<SyncToken>,
     /// How long to wait for something new.
     pub timeout: Duration,
-    /// `set_presence`.
-    pub set_presence: Option<PresenceState>,
     /// `full_state`: answer with everything, at once.
     pub full_state: bool,
 }
 
-/// One /sync answer, before it is turned into JSON.
-#[derive(Debug, Clone)]
-pub struct SyncBatch {
-    /// The token to send back next time.
-    pub next_batch: SyncToken,
-    /// Presence the user may see that changed.
-    pub presence: Vec<UserView>,
-    /// New presence requests waiting for the user's answer.
-    pub presence_requests: Vec<(OwnedUserId, Edge)>,
-}
-
-/// Builds sync batches from the stream sources.
+/// Builds sync answers from the sources.
 #[derive(Debug)]
 pub struct SyncService {
-    presence: Arc<PresenceService>,
+    sources: Vec<Arc<dyn Source>>,
     notifier: Arc<Notifier>,
-    counter: Arc<StreamCounter>,
+    positions: Arc<Positions>,
     metrics: Arc<Metrics>,
 }
 
 impl SyncService {
-    /// The sync service over its sources.
+    /// The sync service over `sources`, asked in this order.
     pub fn new(
-        presence: Arc<PresenceService>,
+        sources: Vec<Arc<dyn Source>>,
         notifier: Arc<Notifier>,
-        counter: Arc<StreamCounter>,
+        positions: Arc<Positions>,
         metrics: Arc<Metrics>,
     ) -> Self {
-        Self { presence, notifier, counter, metrics }
+        Self { sources, notifier, positions, metrics }
     }
 
-    /// Answer a /sync for `device`: at once for an initial or full-state sync, else
-    /// when something the user may see changes, or at the timeout.
-    pub async fn sync(&self, device: &Device, request: SyncRequest) -> SyncBatch {
-        let user = &device.user_id;
-        let _syncing = self.presence.sync_started(user, &device.device_id, request.set_presence.clone());
+    /// Answer a /sync of `user`: at once for an initial or full-state sync, else when
+    /// something the user may see changes, or at the timeout. A token from the future
+    /// (not issued by this server) is refused with `M_INVALID_PARAM`.
+    pub async fn sync(&self, user: &UserId, request: SyncRequest) -> Result<SyncResponse> {
         let since = match request.since {
-            Some(SyncToken(pos)) if !request.full_state => pos,
-            _ => 0,
+            Some(SyncToken(pos)) if !request.full_state => Some(pos),
+            _ => None,
         };
-        if since > 0 {
-            self.metrics.syncs_waiting.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Some(since) = since {
+            if since > self.positions.visible() {
+                return Err(Error::invalid_param(format!(
+                    "'{}' is not a sync token this server issued",
+                    SyncToken(since)
+                )));
+            }
+            self.metrics.syncs_waiting.fetch_add(1, Ordering::Relaxed);
             let timeout = request.timeout.min(MAX_TIMEOUT);
-            self.notifier.wait_past(user, since, timeout).await;
-            self.metrics.syncs_waiting.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            let head = self.notifier.wait_past(user, since, timeout).await;
+            self.metrics.syncs_waiting.fetch_sub(1, Ordering::Relaxed);
+            if let Some(head) = head {
+                self.positions.wait_visible(head, COMMIT_WAIT).await;
+            }
         }
-        let upto = self.counter.current().max(since);
-        let batch = SyncBatch {
-            next_batch: SyncToken(upto),
-            presence: self.presence.changes_for(user, since, upto),
-            presence_requests: self.presence.requests_for(user, since, upto),
-        };
+        let upto = self.positions.visible().max(since.unwrap_or(0));
+        let range = SyncRange { since, upto };
+        let mut out = SyncResponse { next_batch: SyncToken(upto), ..SyncResponse::default() };
+        for source in &self.sources {
+            source.collect(user, range, &mut out).await?;
+        }
         Metrics::inc(&self.metrics.syncs);
-        batch
+        Ok(out)
     }
 }

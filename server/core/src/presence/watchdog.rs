@@ -150,6 +150,15 @@ impl Watchdog {
     pub fn is_active(&self) -> bool {
         self.active
     }
+
+    /// When [`Self::poll`] next has something to say (a timer, or going stale), if ever.
+    pub fn next_due(&self) -> Option<u64> {
+        if !self.active {
+            return None;
+        }
+        let stale_at = (!self.stale).then(|| self.last_heard.map(|h| h + self.stale_ms)).flatten();
+        [self.short_due, self.long_due, stale_at].into_iter().flatten().min()
+    }
 }
 
 #[cfg(test)]

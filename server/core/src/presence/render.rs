@@ -2,8 +2,8 @@
 //! endpoints (with `tidings.unknown` where we do not know), and the richer entry of
 //! the presence-list extension.
 
+use super::{Edge, Subscription, UserView};
 use serde_json::{Map, Value, json};
-use tidings_core::presence::{Edge, Subscription, UserView};
 
 /// Matrix presence content: `presence`, and `last_active_ago`, `currently_active`,
 /// `status_msg` where known. An unknown user is "offline" with `tidings.unknown: true`.

@@ -1,4 +1,5 @@
-//! The EDUs Tidings sends between servers: Matrix's `m.presence`, and its own under
+//! The presence EDUs between servers, their typed codec: Matrix's `m.presence`, and
+//! Tidings' own consent and subscription EDUs under
 //! the `tidings.` prefix. Core builds and reads their contents; the federation crate
 //! only carries them in transactions.
 

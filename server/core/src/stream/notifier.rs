@@ -56,14 +56,18 @@ impl Notifier {
         heads.entry(user.to_owned()).or_insert_with(|| watch::channel(0).0).subscribe()
     }
 
-    /// Wait until `user`'s head passes `since`, or `timeout` elapses. Returns whether it passed.
-    pub async fn wait_past(&self, user: &UserId, since: u64, timeout: std::time::Duration) -> bool {
+    /// Wait until `user`'s head passes `since`, or `timeout` elapses, or the server
+    /// shuts down. Returns the head if it passed.
+    pub async fn wait_past(&self, user: &UserId, since: u64, timeout: std::time::Duration) -> Option<u64> {
         let mut rx = self.subscribe(user);
         let mut closed = self.closed.subscribe();
         let wait = rx.wait_for(|head| *head > since);
         tokio::select! {
-            r = tokio::time::timeout(timeout, wait) => matches!(r, Ok(Ok(_))),
-            _ = closed.wait_for(|c| *c) => false,
+            r = tokio::time::timeout(timeout, wait) => match r {
+                Ok(Ok(head)) => Some(*head),
+                _ => None,
+            },
+            _ = closed.wait_for(|c| *c) => None,
         }
     }
 }
@@ -83,15 +87,15 @@ mod tests {
         let n = Arc::new(Notifier::new());
         n.bump(&alice(), 5);
         // Already past 4: no wait at all.
-        assert!(n.wait_past(&alice(), 4, Duration::from_secs(30)).await);
+        assert_eq!(n.wait_past(&alice(), 4, Duration::from_secs(30)).await, Some(5));
         // Not past 5 and nothing comes: times out.
-        assert!(!n.wait_past(&alice(), 5, Duration::from_secs(30)).await);
+        assert_eq!(n.wait_past(&alice(), 5, Duration::from_secs(30)).await, None);
         let n2 = Arc::clone(&n);
         let waiter = tokio::spawn(async move { n2.wait_past(&alice(), 5, Duration::from_secs(30)).await });
         tokio::time::sleep(Duration::from_secs(1)).await;
         n.bump(&alice(), 3); // older: ignored
         n.bump(&alice(), 6);
-        assert!(waiter.await.expect("task"));
+        assert_eq!(waiter.await.expect("task"), Some(6));
     }
 
     #[tokio::test(start_paused = true)]
@@ -101,6 +105,6 @@ mod tests {
         let waiter = tokio::spawn(async move { n2.wait_past(&alice(), 0, Duration::from_secs(3600)).await });
         tokio::time::sleep(Duration::from_millis(10)).await;
         n.close();
-        assert!(!waiter.await.expect("task"));
+        assert_eq!(waiter.await.expect("task"), None);
     }
 }

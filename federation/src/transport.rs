@@ -1,0 +1,41 @@
+//! The seam between the sender and the wire: a [`Transport`] delivers one stored
+//! transaction to one peer and says what it cost. HTTP ([`crate::http::HttpTransport`],
+//! Matrix's `PUT /send/{txnId}` with X-Matrix) is the first; the link for thin lines
+//! is the next. A transport knows nothing of what the transaction carries, and
+//! nothing above it knows which transport carried it.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use tidings_core::outbound::StoredTxn;
+
+use crate::config::PeerConfig;
+
+/// A boxed future, as trait objects return them.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What one delivery attempt cost, delivered or not.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Traffic {
+    /// Bytes put on the wire towards the peer.
+    pub bytes_sent: u64,
+    /// Bytes received from the peer.
+    pub bytes_received: u64,
+}
+
+/// The outcome of one delivery attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// `Ok` when the peer acknowledged the transaction (a 2xx), else why not.
+    pub result: Result<(), String>,
+    /// What the attempt cost.
+    pub traffic: Traffic,
+    /// From sending to the answer, when there was an answer.
+    pub rtt_ms: Option<u64>,
+}
+
+/// Carries transactions to peers.
+pub trait Transport: Send + Sync + std::fmt::Debug {
+    /// Deliver `txn` to `peer` once; the sender retries with the same transaction.
+    fn deliver<'a>(&'a self, peer: &'a PeerConfig, txn: &'a StoredTxn) -> BoxFuture<'a, Delivery>;
+}

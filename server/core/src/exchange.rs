@@ -1,0 +1,255 @@
+//! What crosses between this server and its peers, as core sees it: transactions of
+//! EDUs. Core decides what each peer must be told and applies what peers tell it;
+//! the federation crate only carries transactions (keys, auth, transports).
+//!
+//! Every kind of thing a peer gets is an [`EduFamily`]: a typed codec for its EDUs,
+//! the handler that applies them, and what to gather for a destination. Presence
+//! (with consent and subscriptions) is the first family; feeds and posts come next.
+//!
+//! - **Receiving is atomic.** Checking a transaction, applying every EDU in it and
+//!   recording its txnId happen in one database transaction. A malformed or refused
+//!   EDU is dropped and logged, and the transaction still succeeds; a failure that is
+//!   not the sender's fault fails the whole transaction, nothing of it is applied,
+//!   and the sender is answered 5xx so it retries the same txnId.
+//! - **Sending is durable.** [`Exchange::next_transaction`] gathers what is due into
+//!   one transaction and stores it before its first send; it is resent as it is until
+//!   acknowledged, across restarts.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use rand::Rng;
+use serde_json::{Value, json};
+
+use crate::clock::SharedClock;
+use crate::error::{Error, ErrorKind, Result};
+use crate::outbound::{Outbound, StoredTxn};
+use crate::storage::{Db, Unit};
+use crate::sync::BoxFuture;
+
+/// The most EDUs in one transaction (the spec's limit).
+pub const MAX_EDUS: usize = 100;
+
+/// One EDU of an incoming transaction.
+#[derive(Debug, Clone)]
+pub struct IncomingEdu {
+    /// Its type.
+    pub edu_type: String,
+    /// Its content.
+    pub content: Value,
+}
+
+/// What became of one incoming EDU.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Handled {
+    /// Its effects are in the unit.
+    Applied,
+    /// Dropped, with the reason (logged; the transaction still succeeds).
+    Refused(String),
+}
+
+/// What one transaction to a destination carries, as the families fill it.
+#[derive(Default)]
+pub struct Batch {
+    /// The EDUs, as `{"edu_type", "content"}` objects.
+    pub edus: Vec<Value>,
+    /// The presence stream position this batch covers, committed as the
+    /// destination's cursor when it is acknowledged.
+    pub cursor: Option<u64>,
+    stored: Vec<Box<dyn FnOnce(bool) + Send>>,
+}
+
+impl std::fmt::Debug for Batch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batch").field("edus", &self.edus.len()).field("cursor", &self.cursor).finish()
+    }
+}
+
+impl Batch {
+    /// Add one EDU.
+    pub fn push(&mut self, edu_type: &str, content: impl serde::Serialize) {
+        self.edus.push(json!({ "edu_type": edu_type, "content": content }));
+    }
+
+    /// How many more EDUs fit.
+    pub fn room(&self) -> usize {
+        MAX_EDUS.saturating_sub(self.edus.len())
+    }
+
+    /// Run `f` once the batch was stored as a transaction (`true`) or could not be
+    /// (`false`: put back what was taken for it).
+    pub fn on_stored(&mut self, f: impl FnOnce(bool) + Send + 'static) {
+        self.stored.push(Box::new(f));
+    }
+
+    fn stored(self, ok: bool) {
+        for f in self.stored {
+            f(ok);
+        }
+    }
+}
+
+/// One kind of thing peers exchange: its EDU types, how to apply them, what to send.
+pub trait EduFamily: Send + Sync + std::fmt::Debug {
+    /// The EDU types this family reads.
+    fn edu_types(&self) -> &'static [&'static str];
+
+    /// Check one EDU from `origin` and add its effects to `unit` (writes, and what to
+    /// do in memory once they committed). An `Err` fails the whole transaction.
+    fn receive<'a>(&'a self, origin: &'a str, edu: IncomingEdu, unit: &'a mut Unit) -> BoxFuture<'a, Result<Handled>>;
+
+    /// Add what is due for `destination` to `batch`.
+    fn gather<'a>(&'a self, destination: &'a str, batch: &'a mut Batch) -> BoxFuture<'a, Result<()>>;
+
+    /// `peer` was heard from (a verified request, or a 2xx answer) at `now`.
+    fn heard(&self, peer: &str, now: u64);
+}
+
+/// Whether an incoming transaction was applied now or before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Received {
+    /// Applied now.
+    Applied,
+    /// Seen before: acknowledged again, not applied twice.
+    Replay,
+}
+
+/// Transactions in and out, for every peer.
+#[derive(Debug)]
+pub struct Exchange {
+    server_name: String,
+    db: Db,
+    clock: SharedClock,
+    outbound: Arc<Outbound>,
+    families: Vec<Arc<dyn EduFamily>>,
+    by_type: HashMap<&'static str, usize>,
+    /// One transaction of an origin applied at a time, so a retry racing its
+    /// original is seen as a replay.
+    receiving: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Exchange {
+    /// The exchange over `families`.
+    pub fn new(
+        server_name: &str,
+        db: Db,
+        clock: SharedClock,
+        outbound: Arc<Outbound>,
+        families: Vec<Arc<dyn EduFamily>>,
+    ) -> Self {
+        let mut by_type = HashMap::new();
+        for (i, family) in families.iter().enumerate() {
+            for t in family.edu_types() {
+                by_type.insert(*t, i);
+            }
+        }
+        Self {
+            server_name: server_name.to_owned(),
+            db,
+            clock,
+            outbound,
+            families,
+            by_type,
+            receiving: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The queues and wake-ups of every destination.
+    pub fn outbound(&self) -> &Arc<Outbound> {
+        &self.outbound
+    }
+
+    /// `peer` was heard from now.
+    pub fn heard(&self, peer: &str) {
+        let now = self.clock.now_ms();
+        for family in &self.families {
+            family.heard(peer, now);
+        }
+    }
+
+    /// Apply a verified transaction from `origin`, all of it or nothing.
+    pub async fn receive(&self, origin: &str, txn_id: &str, edus: Vec<IncomingEdu>) -> Result<Received> {
+        if edus.len() > MAX_EDUS {
+            return Err(Error::new(ErrorKind::BadJson, format!("at most {MAX_EDUS} EDUs per transaction")));
+        }
+        let lock = {
+            let mut receiving = self.receiving.lock().unwrap_or_else(|p| p.into_inner());
+            Arc::clone(receiving.entry(origin.to_owned()).or_default())
+        };
+        let _one_at_a_time = lock.lock().await;
+        let (o, t) = (origin.to_owned(), txn_id.to_owned());
+        if self.db.read(move |s| s.was_received(&o, &t)).await? {
+            tracing::debug!(%origin, txn_id, "transaction seen before: acknowledged, not applied again");
+            return Ok(Received::Replay);
+        }
+        let mut unit = Unit::new();
+        for edu in edus {
+            let Some(&i) = self.by_type.get(edu.edu_type.as_str()) else {
+                tracing::info!(%origin, edu_type = %edu.edu_type, "dropped an EDU of a type this server does not know");
+                continue;
+            };
+            let edu_type = edu.edu_type.clone();
+            if let Handled::Refused(reason) = self.families[i].receive(origin, edu, &mut unit).await? {
+                tracing::info!(%origin, %edu_type, %reason, "dropped an EDU");
+            }
+        }
+        let (o, t, now) = (origin.to_owned(), txn_id.to_owned(), self.clock.now_ms());
+        unit.write(move |s| s.mark_received(&o, &t, now).map(|_| ()));
+        self.db.submit_unit(unit).wait().await?;
+        Ok(Received::Applied)
+    }
+
+    /// The transaction stored for `destination` and not yet acknowledged.
+    pub async fn pending(&self, destination: &str) -> Result<Option<StoredTxn>> {
+        let d = destination.to_owned();
+        self.db.read(move |s| s.pending_txn(&d)).await
+    }
+
+    /// Gather what is due for `destination` into one transaction and store it, or
+    /// `None` if nothing is due.
+    pub async fn next_transaction(&self, destination: &str) -> Result<Option<StoredTxn>> {
+        let mut batch = Batch::default();
+        for family in &self.families {
+            family.gather(destination, &mut batch).await?;
+        }
+        let rows = self.outbound.outbox(destination, batch.room()).await?;
+        let outbox_upto = rows.last().map_or(0, |r| r.id);
+        for row in &rows {
+            let content: Value = serde_json::from_str(&row.content).unwrap_or(Value::Null);
+            batch.edus.push(json!({ "edu_type": row.edu_type, "content": content }));
+        }
+        let cursor = batch.cursor.unwrap_or(0);
+        if batch.edus.is_empty() {
+            // Nothing to say: remember how far the presence stream was looked at.
+            let result = match batch.cursor {
+                Some(cursor) => {
+                    let d = destination.to_owned();
+                    self.db.write(move |s| s.advance_cursor(&d, cursor)).await
+                }
+                None => Ok(()),
+            };
+            batch.stored(result.is_ok());
+            return result.map(|()| None);
+        }
+        let now = self.clock.now_ms();
+        let suffix: u32 = rand::thread_rng().r#gen();
+        let body = json!({ "origin": self.server_name, "origin_server_ts": now, "pdus": [], "edus": batch.edus });
+        let txn = StoredTxn {
+            txn_id: format!("{now}.{suffix:08x}"),
+            body: body.to_string(),
+            presence_upto: cursor,
+            outbox_upto,
+            edus: batch.edus.len() as u64,
+        };
+        let (d, stored) = (destination.to_owned(), txn.clone());
+        let result = self.db.write(move |s| s.store_txn(&d, &stored, now)).await;
+        batch.stored(result.is_ok());
+        result.map(|()| Some(txn))
+    }
+
+    /// `destination` acknowledged `txn`: drop it and what it carried.
+    pub async fn acknowledged(&self, destination: &str, txn: StoredTxn) -> Result<()> {
+        let d = destination.to_owned();
+        self.db.write(move |s| s.ack_txn(&d, &txn)).await
+    }
+}
