@@ -8,8 +8,14 @@
 //! steady traffic keeps the short timers from firing; a `kill -9`'d peer's users turn
 //! `unknown` after about 2 × `short_watchdog_ms` and come back after a restart; a
 //! change still queued when its server is killed is delivered after the restart; a
-//! user on a third server whom nobody accepted sees nothing and is sent nothing; an
-//! explicit `PUT /presence/poll` subscribes like a syncing client does.
+//! user on a third server whom nobody accepted sees nothing and is sent no presence
+//! (only the refusal of a request made from there); an explicit `PUT /presence/poll`
+//! subscribes like a syncing client does, and stopping it stops the pushes.
+//!
+//! Where a test asserts that something was not sent, it first waits for a marker
+//! (an invite or answer queued after the thing that must not happen) to arrive: a
+//! batch timer is never extended, so anything queued before the marker has arrived
+//! by then.
 //!
 //! Counts and timers are read from `GET /_tidings/admin/v1/federation/peers`.
 
@@ -338,13 +344,27 @@ async fn twenty_changes_in_one_batch_window_leave_as_one_transaction() {
     })
     .await;
     assert_eq!(sent - sent_before, 1, "twenty changes in one window left as {} transactions", sent - sent_before);
-    tokio::time::sleep(Duration::from_millis(BATCH_MS + 500)).await;
-    let sent_after = num(&peer(&admin_a, "beta.test").await, "txns_sent");
-    assert_eq!(sent_after - sent_before, 1, "more transactions followed the batch");
-    let received = num(&peer(&admin_b, "alpha.test").await, "txns_received");
-    assert_eq!(received - received_before, 1, "beta received {} transactions", received - received_before);
     let listed = entry(&bob, &alice.user_id).await.expect("alice on bob's list");
     assert_eq!((&listed["presence"], &listed["status_msg"]), (&json!("online"), &json!("change 20")), "{listed}");
+    // Let another batch window pass (the timer under test: nothing of the twenty may
+    // still be held), then send a marker change. Once bob sees it, every transaction
+    // alpha formed before it has been received, so the counts are final.
+    tokio::time::sleep(Duration::from_millis(BATCH_MS + 500)).await;
+    put_status(&alice, "online", "marker").await;
+    sync_until_state(&mut stream, &alice.user_id, "online", "marker", Duration::from_secs(10)).await;
+    let received = num(&peer(&admin_b, "alpha.test").await, "txns_received");
+    assert_eq!(
+        received - received_before,
+        2,
+        "beta received {} transactions for the twenty changes and the marker",
+        received - received_before
+    );
+    let sent_after = eventually(Duration::from_secs(5), || async {
+        let n = num(&peer(&admin_a, "beta.test").await, "txns_sent");
+        if n >= sent_before + 2 { Ok(n) } else { Err(n) }
+    })
+    .await;
+    assert_eq!(sent_after - sent_before, 2, "more transactions followed the batch (the marker is one)");
 }
 
 /// Two servers with these timers, alice on the first watched by bob on the second,
@@ -449,9 +469,17 @@ async fn steady_traffic_leaves_only_the_long_reminders() {
     }
     let window = ms(started.elapsed());
     sync_until_state(&mut stream, &alice.user_id, "online", &format!("steady {CHANGES}"), Duration::from_secs(5)).await;
-    tokio::time::sleep(Duration::from_millis(BATCH_MS + 300)).await;
-    let a_after = peer(&admin_a, "beta.test").await;
-    let b_after = peer(&admin_b, "alpha.test").await;
+    // Every transaction either side sent has been acknowledged: the counts are final.
+    let (a_after, b_after) = eventually(Duration::from_secs(5), || async {
+        let a = peer(&admin_a, "beta.test").await;
+        let b = peer(&admin_b, "alpha.test").await;
+        let a_acked = num(&a, "txns_sent") - num(&a_before, "txns_sent");
+        let b_got = num(&b, "txns_received") - num(&b_before, "txns_received");
+        let b_acked = num(&b, "txns_sent") - num(&b_before, "txns_sent");
+        let a_got = num(&a, "txns_received") - num(&a_before, "txns_received");
+        if a_acked == b_got && b_acked == a_got { Ok((a, b)) } else { Err((a, b)) }
+    })
+    .await;
 
     // The short timers kept moving forward.
     for (who, dues) in [("beta", &b_short_dues), ("alpha", &a_short_dues)] {
@@ -532,8 +560,8 @@ async fn a_change_queued_at_kill_9_is_delivered_after_the_restart() {
     let received = settled(&admin_b, "alpha.test", "txns_received", Duration::from_millis(500)).await;
 
     put_status(&alice, "unavailable", "queued").await;
-    tokio::time::sleep(Duration::from_millis(1000)).await;
-    // Still queued: nothing left alpha since.
+    // Still queued (the 3 s window runs): nothing left alpha since. No pause before
+    // the kill: the change was acknowledged, so it must survive it.
     assert_eq!(num(&peer(&admin_b, "alpha.test").await, "txns_received"), received, "the change left early");
     let listed = entry(&bob, &alice.user_id).await.expect("alice on bob's list");
     assert_eq!(listed["status_msg"], json!("before"), "{listed}");
@@ -561,11 +589,14 @@ async fn a_third_server_nobody_accepted_sees_nothing() {
     let bob = b.register("bob", PW).await;
     let carol = c.register("carol", PW).await;
     let dave = c.register("dave", PW).await;
+    let erin = c.register("erin", PW).await;
     put_status(&alice, "online", "public to bob").await;
     accept_across(&bob, &alice).await;
-    // carol asks too, and is never answered.
+    // carol asks too, and is never answered; erin asks and is refused later.
     invite(&carol, &alice.user_id).await;
     wait_request(&alice, &carol.user_id, Duration::from_secs(10)).await;
+    invite(&erin, &alice.user_id).await;
+    wait_request(&alice, &erin.user_id, Duration::from_secs(10)).await;
 
     // Everyone syncs (so everyone's server would subscribe if it could).
     let mut bob_stream = bob.syncer();
@@ -579,7 +610,11 @@ async fn a_third_server_nobody_accepted_sees_nothing() {
 
     put_status(&alice, "unavailable", "secret").await;
     sync_until_state(&mut bob_stream, &alice.user_id, "unavailable", "secret", Duration::from_secs(5)).await;
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // A marker from alpha to gamma after the change: alice refuses erin, which makes
+    // no subscription. Once erin's list says so, whatever alpha had for gamma before
+    // has arrived (a batch timer is never extended).
+    answer(&alice, &erin.user_id, false).await;
+    wait_entry(&erin, &alice.user_id, Duration::from_secs(10), |e| e["subscription"] == json!("denied")).await;
     for (who, stream) in [("carol", &mut carol_stream), ("dave", &mut dave_stream)] {
         let sync = stream.next(1000).await;
         assert!(presence_in(&sync, &alice.user_id).is_none(), "{who}'s sync shows alice: {sync}");
@@ -594,13 +629,17 @@ async fn a_third_server_nobody_accepted_sees_nothing() {
         assert_matrix_error(&(status, body.clone()), 403, "M_FORBIDDEN");
         assert!(body.get("status_msg").is_none(), "{body}");
     }
-    // alpha never sent gamma anything, and no timers run between them.
-    let a_to_c = peer(&admin_a, "gamma.test").await;
-    assert_eq!(num(&a_to_c, "txns_sent"), 0, "alpha sent gamma transactions: {a_to_c}");
-    assert_timers_off(&a_to_c);
+    // alpha sent gamma nothing but the refusal, and no timers run between them.
     let c_from_a = peer(&admin_c, "alpha.test").await;
-    assert_eq!(num(&c_from_a, "txns_received"), 0, "gamma received from alpha: {c_from_a}");
+    assert_eq!(num(&c_from_a, "txns_received"), 1, "gamma received more than the refusal from alpha: {c_from_a}");
     assert_timers_off(&c_from_a);
+    let a_to_c = eventually(Duration::from_secs(5), || async {
+        let e = peer(&admin_a, "gamma.test").await;
+        if num(&e, "txns_sent") >= 1 { Ok(e) } else { Err(e) }
+    })
+    .await;
+    assert_eq!(num(&a_to_c, "txns_sent"), 1, "alpha sent gamma more than the refusal: {a_to_c}");
+    assert_timers_off(&a_to_c);
     assert!(num(&peer(&admin_a, "beta.test").await, "txns_sent") >= 1);
 }
 
@@ -610,6 +649,7 @@ async fn an_explicit_poll_stops_and_starts_the_subscription() {
     let admin_a = servers[0].create_admin("admin", PW).await;
     let admin_b = servers[1].create_admin("admin", PW).await;
     let alice = servers[0].register("alice", PW).await;
+    let carol = servers[0].register("carol", PW).await;
     let bob = servers[1].register("bob", PW).await;
     put_status(&alice, "online", "one").await;
     accept_across(&bob, &alice).await;
@@ -620,14 +660,30 @@ async fn an_explicit_poll_stops_and_starts_the_subscription() {
     // bob stops watching: beta withdraws its subscription, so alpha pushes nothing more.
     let got = bob.put("/_tidings/client/v1/presence/poll", json!({"enabled": false})).await;
     assert_eq!(got, (200, json!({})));
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // The withdrawal has arrived once no timers run on either side.
+    eventually(Duration::from_secs(5), || async {
+        let a_to_b = peer(&admin_a, "beta.test").await;
+        let b_to_a = peer(&admin_b, "alpha.test").await;
+        let off = |e: &Value| e["short_watchdog_due_ts"].is_null() && e["long_watchdog_due_ts"].is_null();
+        if off(&a_to_b) && off(&b_to_a) { Ok(()) } else { Err((a_to_b, b_to_a)) }
+    })
+    .await;
     put_status(&alice, "unavailable", "two").await;
-    tokio::time::sleep(Duration::from_millis(1000)).await;
-    let a_to_b = peer(&admin_a, "beta.test").await;
+    // A marker from alpha to beta after the change: carol asks to watch bob. Once bob
+    // sees the request, whatever alpha had for beta before has arrived.
+    invite(&carol, &bob.user_id).await;
+    wait_request(&bob, &carol.user_id, Duration::from_secs(10)).await;
+    let listed = entry(&bob, &alice.user_id).await.expect("alice on bob's list");
+    assert_ne!(listed["status_msg"], json!("two"), "alice's change reached beta after bob stopped watching: {listed}");
+    let a_to_b = eventually(Duration::from_secs(5), || async {
+        let e = peer(&admin_a, "beta.test").await;
+        if num(&e, "txns_sent") > sent { Ok(e) } else { Err(e) }
+    })
+    .await;
     assert_eq!(
         num(&a_to_b, "txns_sent"),
-        sent,
-        "alpha still pushes alice to beta after bob stopped watching (PUT poll false): {a_to_b}"
+        sent + 1,
+        "alpha still pushes alice to beta after bob stopped watching (PUT poll false); only the marker should have gone: {a_to_b}"
     );
     assert_timers_off(&a_to_b);
     assert_timers_off(&peer(&admin_b, "alpha.test").await);

@@ -221,6 +221,22 @@ fn pushes_of<'a>(content: &'a Value, user_id: &str) -> Vec<&'a Value> {
     content["push"].as_array().into_iter().flatten().filter(|p| p["user_id"] == json!(user_id)).collect()
 }
 
+/// Makes `marker`, a user of the real server, invite `@{localpart}:fake.test`, and
+/// waits until that invite reaches the fake peer. Whatever the real server had to
+/// send `fake.test` before the invite was made has left by then, in the same
+/// transaction or an earlier one (a batch timer starts at the first queued change
+/// and is never extended): a positive barrier before asserting that something was
+/// not sent.
+async fn marker_invite(fake: &FakePeer, marker: &Session, localpart: &str) {
+    let target = format!("@{localpart}:{FAKE}");
+    let got = marker.post(&list_path(&marker.user_id), json!({"invite": [target]})).await;
+    assert_eq!(got, (200, json!({})), "{} inviting {target}", marker.user_id);
+    fake.wait_edu("tidings.presence_invite", 0, Duration::from_secs(5), |c| {
+        c["watcher"] == json!(marker.user_id) && c["target"] == json!(target)
+    })
+    .await;
+}
+
 // ----- the real server -----
 
 /// The real server, with `fake.test` as its only peer.
@@ -607,6 +623,7 @@ async fn subscriptions_pushes_and_reminders_with_a_fake_peer() {
     let admin = hs.create_admin("admin", PW).await;
     let alice = hs.register("alice", PW).await;
     let bob = hs.register("bob", PW).await;
+    let marker = hs.register("marker", PW).await;
     let watcher = format!("@w:{FAKE}");
     put_status(&alice, "online", "before-sub").await;
     put_status(&bob, "online", "bob's own").await;
@@ -621,8 +638,9 @@ async fn subscriptions_pushes_and_reminders_with_a_fake_peer() {
         .await;
     assert_eq!(answer, json!({"watcher": watcher, "target": alice.user_id, "allow": true}));
     assert_signed_by_real(&r, &real_key);
-    // Accepted, but nobody subscribed yet: no timers, no pushes.
-    tokio::time::sleep(Duration::from_millis(BATCH_MS + 500)).await;
+    // Accepted, but nobody subscribed yet: no timers, no pushes (up to a marker
+    // sent after the answer).
+    marker_invite(&fake, &marker, "m1").await;
     let e = fake_entry(&admin).await;
     assert!(e["short_watchdog_due_ts"].is_null() && e["long_watchdog_due_ts"].is_null(), "{e}");
     assert!(fake.edus("m.presence").is_empty(), "pushed before any subscription: {:?}", fake.edus("m.presence"));
@@ -728,7 +746,7 @@ async fn subscriptions_pushes_and_reminders_with_a_fake_peer() {
         long + 50 >= sent + long_period && long <= now_ms() + long_period + 50,
         "a reminder did not reset the long timer (sent {sent}, period {long_period}): {e}"
     );
-    tokio::time::sleep(Duration::from_millis(BATCH_MS + 800)).await;
+    marker_invite(&fake, &marker, "m2").await;
     assert_eq!(fake.edus("m.presence").len(), before, "matching digests, yet presence was pushed again");
 
     // A digest that does not match what the real server pushed: it pushes again.

@@ -62,6 +62,25 @@ fn position(sync: &Value) -> u64 {
         .unwrap_or_else(|| panic!("next_batch is not s<number>: {token}"))
 }
 
+/// Waits until the server reports a long poll parked (`tidings_sync_waiting` in the
+/// admin metrics is at least 1): the positive sign that a spawned `/sync` arrived and
+/// waits, instead of a pause that hopes it did.
+async fn wait_parked(admin: &Session) {
+    eventually(Duration::from_secs(5), || async {
+        let (status, body) = admin.get("/_tidings/admin/v1/metrics").await;
+        let text = body.as_str().unwrap_or_default().to_owned();
+        let waiting = text
+            .lines()
+            .find_map(|l| l.strip_prefix("tidings_sync_waiting "))
+            .and_then(|v| v.trim().parse::<f64>().ok());
+        match waiting {
+            Some(n) if status == 200 && n >= 1.0 => Ok(()),
+            _ => Err((status, text)),
+        }
+    })
+    .await;
+}
+
 /// A syncer for `session` past its initial sync, with nothing left to deliver: the
 /// last incremental sync it made carried no presence.
 async fn quiet_syncer(session: &Session) -> Syncer {
@@ -80,13 +99,14 @@ async fn quiet_syncer(session: &Session) -> Syncer {
 #[tokio::test]
 async fn long_poll_wakes_soon_after_a_visible_change() {
     let hs = server().await;
+    let admin = hs.create_admin("admin", PW).await;
     let (alice, bob) = watcher_and_target(&hs).await;
     let mut stream = quiet_syncer(&alice).await;
 
     let started = Instant::now();
     let poll = tokio::spawn(async move { stream.next(10_000).await });
-    // Let the poll park in the server before changing anything.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The poll is parked in the server before anything changes.
+    wait_parked(&admin).await;
     assert!(!poll.is_finished(), "the long poll returned with nothing to say");
     set_status_msg(&bob, "woke you").await;
     let changed = Instant::now();
@@ -187,7 +207,8 @@ async fn next_batch_advances_with_changes() {
 #[tokio::test]
 async fn unwatched_changes_do_not_wake_a_long_poll() {
     let hs = server().await;
-    let (alice, _bob) = watcher_and_target(&hs).await;
+    let admin = hs.create_admin("admin", PW).await;
+    let (alice, bob) = watcher_and_target(&hs).await;
     let carol = hs.register("carol", PW).await;
     // A pending request does not make carol visible either.
     let list = format!("/_tidings/client/v1/presence/list/{}", encode_component(&alice.user_id));
@@ -195,15 +216,32 @@ async fn unwatched_changes_do_not_wake_a_long_poll() {
     let mut stream = quiet_syncer(&alice).await;
 
     let started = Instant::now();
-    let poll = tokio::spawn(async move { stream.next(1500).await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let poll = tokio::spawn(async move {
+        let sync = stream.next(1500).await;
+        (stream, sync)
+    });
+    wait_parked(&admin).await;
     set_status_msg(&carol, "you cannot see me").await;
     let got = carol.put(&status_path(&carol.user_id), json!({"presence": "unavailable"})).await;
     assert_eq!(got, (200, json!({})));
-    let sync = poll.await.expect("sync task");
+    let (mut stream, sync) = poll.await.expect("sync task");
     let took = started.elapsed();
     assert!(took >= Duration::from_millis(1400), "woken after {took:?} by an unwatched user: {sync}");
     assert!(all_events(&sync).is_empty(), "{sync}");
+
+    // A marker after carol's changes: bob, whom alice watches, changes. Everything up
+    // to the answer carrying it shows bob's change and never carol.
+    set_status_msg(&bob, "marker").await;
+    let mut carried_carol = Vec::new();
+    stream
+        .until(Duration::from_secs(5), |sync| {
+            if !events_of(sync, &carol.user_id).is_empty() {
+                carried_carol.push(sync.clone());
+            }
+            events_of(sync, &bob.user_id).iter().any(|e| e["content"]["status_msg"] == json!("marker")).then_some(())
+        })
+        .await;
+    assert!(carried_carol.is_empty(), "alice was sent presence of carol, whom she may not see: {carried_carol:?}");
 }
 
 #[tokio::test]
@@ -237,19 +275,32 @@ async fn rapid_changes_coalesce_into_one_newest_event() {
 #[tokio::test]
 async fn last_active_moving_alone_does_not_wake_a_watcher() {
     let hs = server().await;
+    let admin = hs.create_admin("admin", PW).await;
     let (alice, bob) = watcher_and_target(&hs).await;
     set_status_msg(&bob, "steady").await;
     let mut stream = quiet_syncer(&alice).await;
 
     let started = Instant::now();
-    let poll = tokio::spawn(async move { stream.next(1500).await });
+    let poll = tokio::spawn(async move {
+        let sync = stream.next(1500).await;
+        (stream, sync)
+    });
+    wait_parked(&admin).await;
+    // Bob is active throughout the poll (spaced out, so last_active keeps moving).
     for _ in 0..5 {
         tokio::time::sleep(Duration::from_millis(200)).await;
         let (status, body) = bob.get("/_matrix/client/v3/account/whoami").await;
         assert_eq!(status, 200, "{body}");
     }
-    let sync = poll.await.expect("sync task");
+    let (mut stream, sync) = poll.await.expect("sync task");
     let took = started.elapsed();
     assert!(took >= Duration::from_millis(1400), "woken after {took:?} by last_active alone: {sync}");
     assert!(events_of(&sync, &bob.user_id).is_empty(), "{sync}");
+
+    // Nothing about bob is waiting either, and his next real change still arrives.
+    let after = stream.next(0).await;
+    assert!(events_of(&after, &bob.user_id).is_empty(), "{after}");
+    set_status_msg(&bob, "marker").await;
+    let first = stream.until(Duration::from_secs(5), |sync| events_of(sync, &bob.user_id).first().cloned()).await;
+    assert_eq!(first["content"]["status_msg"], json!("marker"), "alice was sent bob's last_active alone: {first}");
 }
