@@ -150,7 +150,13 @@ where
 {
     fn run(&mut self, conn: &Connection) {
         let Some(work) = self.work.take() else { return };
-        self.result = Some(in_savepoint(conn, work));
+        // A job that panics fails alone: the writer thread, and every position and
+        // answer waiting on it, must outlive any one job.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| in_savepoint(conn, work)));
+        self.result = Some(outcome.unwrap_or_else(|_| {
+            let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
+            Err(Error::internal("a database write panicked"))
+        }));
     }
 
     fn finish(self: Box<Self>, committed: Result<()>) {
