@@ -35,6 +35,7 @@ mod config;
 pub mod paths;
 mod ports;
 mod server;
+pub mod synapse;
 mod wait;
 
 pub use binary::tidings_bin;
