@@ -528,11 +528,29 @@ impl PresenceService {
             self.outbound.queue_in(unit, origin, edus::ANSWER, &content);
             return Ok(Handled::Refused(format!("there is no user {}; answered as refused", edge.target)));
         }
-        if self.lists.pending_for(&edge.target).len() >= self.max_list_entries {
-            return Ok(Handled::Refused(format!(
-                "{} has {} requests waiting (presence.max_list_entries)",
-                edge.target, self.max_list_entries
-            )));
+        let in_flight = Arc::clone(&self.invites_in_flight);
+        let already = self.lists.get(&edge.watcher, &edge.target).is_some_and(|e| e.state != Subscription::Denied);
+        if !already {
+            let mut counts = in_flight.lock().unwrap_or_else(|p| p.into_inner());
+            let waiting = self.lists.pending_for(&edge.target).len() + counts.get(&edge.target).copied().unwrap_or(0);
+            if waiting >= self.max_list_entries {
+                return Ok(Handled::Refused(format!(
+                    "{} has {} requests waiting (presence.max_list_entries)",
+                    edge.target, self.max_list_entries
+                )));
+            }
+            *counts.entry(edge.target.clone()).or_default() += 1;
+            drop(counts);
+            let target = edge.target.clone();
+            unit.finally(move || {
+                let mut counts = in_flight.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(n) = counts.get_mut(&target) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        counts.remove(&target);
+                    }
+                }
+            });
         }
         // Whether the edge is new is decided by the database inside the unit, so an
         // invite that follows a drop in the same transaction sees the drop.

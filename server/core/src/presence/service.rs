@@ -106,6 +106,10 @@ pub struct PresenceService {
     pub(super) max_list_entries: usize,
     /// Users who explicitly started (true) or stopped (false) watching their list.
     polling: Mutex<HashMap<OwnedUserId, bool>>,
+    /// Per target, invites from peers accepted into units not yet in memory, so the
+    /// `max_list_entries` cap on pending requests holds within one transaction and
+    /// across concurrent ones.
+    pub(super) invites_in_flight: Arc<Mutex<HashMap<OwnedUserId, usize>>>,
 }
 
 /// Keeps a device counted as syncing while alive; dropping it ends the sync, also
@@ -206,6 +210,7 @@ impl PresenceService {
             metrics,
             max_list_entries: config.max_list_entries,
             polling: Mutex::new(HashMap::new()),
+            invites_in_flight: Arc::new(Mutex::new(HashMap::new())),
         });
         // Publish whatever lapsed while we were down, and arm every timer.
         for user in known {
