@@ -270,3 +270,16 @@ async fn malformed_federation_key_and_admin_requests_get_json_errors() {
         assert!(resp.json().is_object(), "{path}: {}", resp.text());
     }
 }
+
+#[tokio::test]
+async fn the_new_rate_limits_are_checked_at_start_up() {
+    for key in ["presence_list", "presence_answer", "presence_poll"] {
+        let opts = opts().with_key("rate_limits", key, "{ per_second = 0, burst = 1 }");
+        let Err(e) = TestServer::try_start(opts).await else { panic!("{key} = 0/s was accepted") };
+        assert!(
+            e.log.contains(&format!("rate_limits.{key}: per_second must be above 0")),
+            "the message names the key: {}",
+            e.log
+        );
+    }
+}

@@ -340,7 +340,7 @@ impl PresencePeers {
                 }
             });
         }
-        if refusals.is_empty() { Handled::Applied } else { Handled::Refused(refusals.join("; ")) }
+        if refusals.is_empty() { Handled::Applied } else { Handled::Refused(summarize(&refusals)) }
     }
 }
 
@@ -631,7 +631,20 @@ impl PresenceService {
                 outbound.owe(&origin, added);
             }
         });
-        if refusals.is_empty() { Handled::Applied } else { Handled::Refused(refusals.join("; ")) }
+        if refusals.is_empty() { Handled::Applied } else { Handled::Refused(summarize(&refusals)) }
+    }
+}
+
+/// At most this many reasons are spelled out in one refusal (an EDU may name
+/// thousands of users; the log line stays short).
+const MAX_REASONS: usize = 5;
+
+/// The reasons of a partly refused EDU, the first few spelled out and the rest counted.
+fn summarize(reasons: &[String]) -> String {
+    let shown = reasons.iter().take(MAX_REASONS).cloned().collect::<Vec<_>>().join("; ");
+    match reasons.len().saturating_sub(MAX_REASONS) {
+        0 => shown,
+        more => format!("{shown}; and {more} more"),
     }
 }
 
@@ -648,6 +661,13 @@ fn update_of(user: OwnedUserId, snapshot: &Snapshot, now: u64) -> PresenceUpdate
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_refusals_are_summarized() {
+        let reasons: Vec<String> = (0..8).map(|n| format!("r{n}")).collect();
+        assert_eq!(summarize(&reasons[..2]), "r0; r1");
+        assert_eq!(summarize(&reasons), "r0; r1; r2; r3; r4; and 3 more");
+    }
 
     #[test]
     fn digest_ignores_order_and_sees_changes() {
