@@ -75,12 +75,17 @@ async fn a_list_stops_at_max_list_entries() {
     let hs = TestServer::start(opts().with_key("presence", "max_list_entries", "5")).await;
     let alice = hs.register("alice", PW).await;
     let path = list_path(&alice.user_id);
-    assert_eq!(alice.post(&path, json!({"invite": remote_ids(0..5)})).await, (200, json!({})));
-    let answer = alice.post(&path, json!({"invite": remote_ids(5..6)})).await;
+    assert_eq!(alice.post(&path, json!({"invite": remote_ids(0..3)})).await, (200, json!({})));
+    // Three more would make six: refused whole, before anything changes.
+    let answer = alice.post(&path, json!({"invite": remote_ids(3..6)})).await;
     assert!((400..500).contains(&answer.0), "a sixth entry: {answer:?}");
     let message = answer.1["error"].as_str().unwrap_or_default();
     assert!(message.contains("max_list_entries") && message.contains('5'), "names the limit: {message}");
+    assert_eq!(list_len(&alice).await, 3, "a refused request changed the list");
+    assert_eq!(alice.post(&path, json!({"invite": remote_ids(3..5)})).await, (200, json!({})));
     assert_eq!(list_len(&alice).await, 5);
+    let answer = alice.post(&path, json!({"invite": remote_ids(5..6)})).await;
+    assert!((400..500).contains(&answer.0), "a sixth entry: {answer:?}");
     // Asking again for someone already listed is no new entry.
     assert_eq!(alice.post(&path, json!({"invite": remote_ids(0..1)})).await, (200, json!({})));
     // Dropping one makes room.
@@ -282,4 +287,25 @@ async fn the_new_rate_limits_are_checked_at_start_up() {
             e.log
         );
     }
+}
+
+#[tokio::test]
+async fn a_client_that_expects_100_continue_is_not_asked_for_an_unread_body() {
+    let hs = TestServer::start(opts()).await;
+    let erin = hs.register("erin", PW).await;
+    let mut stream = TcpStream::connect(hs.addr()).await.expect("connect");
+    let head = format!(
+        "POST /_matrix/client/v3/logout HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n\
+         Content-Length: 8388608\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n",
+        hs.addr(),
+        erin.access_token
+    );
+    stream.write_all(head.as_bytes()).await.expect("writing the head");
+    // No body is sent: logout reads none, so the answer comes without a 100 Continue.
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.expect("reading the answer");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.ends_with("{}"), "{text}");
+    assert_matrix_error(&erin.get("/_matrix/client/v3/account/whoami").await, 401, "M_UNKNOWN_TOKEN");
 }

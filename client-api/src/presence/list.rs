@@ -70,6 +70,7 @@ pub async fn post_list(
             return Err(Error::not_found(format!("there is no user {target}")).into());
         }
     }
+    core.presence.check_list_room(&user, &invite, &drop)?;
     for target in &drop {
         core.presence.drop_watch(&user, target).await?;
     }
