@@ -4,9 +4,21 @@
 //! A response is accepted only when it names the expected `server_name` and is signed
 //! by the keys it lists (every ed25519 signature of that server must be by one of its
 //! `verify_keys`, and all of them must verify). `old_verify_keys` are not used: a
-//! request is signed with a current key. On a verification failure the caller calls
-//! [`Keyring::forget`] and asks again once, so a peer that came back with a new key
-//! (a fresh data directory) is believed after one fetch.
+//! request is signed with a current key.
+//!
+//! The fetch rule (spec/federation.md, "Key fetching"), so that forged requests cannot
+//! make this server hammer a peer or forget its good key:
+//!
+//! - A verified key set is used until its `valid_until_ts`; nothing a request does
+//!   evicts it. A fetched response that fails the checks above (or a fetch that fails)
+//!   leaves the cached set in place; a verified one replaces it (a rotated key).
+//! - With no valid set cached, a request fetches one, unless a fetch of that peer
+//!   failed or was a re-fetch less than [`REFETCH_INTERVAL_MS`] ago.
+//! - When a request's key ID is not in the valid cached set, or its signature does
+//!   not verify with it, the set is fetched again once before refusing, but at most
+//!   once per [`REFETCH_INTERVAL_MS`] per peer, and not when the set was fetched while
+//!   this request was already waiting.
+//! - One fetch at a time per peer; concurrent askers wait and read the result.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -23,6 +35,10 @@ use crate::xmatrix::AuthError;
 /// The path of the key endpoint, appended to a peer's configured URL.
 pub const KEY_PATH: &str = "/_matrix/key/v2/server";
 
+/// A peer's keys are fetched again after a refused request (or a failed fetch) at
+/// most once in this many milliseconds.
+pub const REFETCH_INTERVAL_MS: u64 = 60_000;
+
 /// A key response larger than this is refused (a real one is well under 1 KiB).
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
@@ -36,6 +52,17 @@ struct PeerKeys {
     keys: BTreeMap<String, String>,
     /// Unix ms after which these keys are fetched again before use.
     valid_until_ts: u64,
+    /// Unix ms when they were fetched (or accepted).
+    fetched_ms: u64,
+}
+
+/// What is known of one peer's keys.
+#[derive(Debug, Clone, Default)]
+struct PeerEntry {
+    /// The last verified key set, kept until it expires or a verified one replaces it.
+    keys: Option<PeerKeys>,
+    /// No fetch prompted by a refused request (or after a failed fetch) before this.
+    next_fetch_ms: u64,
 }
 
 /// Verify keys of peers, fetched on demand and cached until they expire.
@@ -43,7 +70,7 @@ struct PeerKeys {
 pub struct Keyring {
     http: reqwest::Client,
     clock: SharedClock,
-    peers: Mutex<HashMap<String, PeerKeys>>,
+    peers: Mutex<HashMap<String, PeerEntry>>,
     /// One fetch at a time per server; later askers wait and read the cache.
     fetching: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -63,11 +90,56 @@ impl Keyring {
         Self { http, clock, peers: Mutex::new(HashMap::new()), fetching: Mutex::new(HashMap::new()) }
     }
 
+    /// The clock this keyring reads.
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+
     /// The public key (unpadded base64) `key_id` of `server_name`, from the cache
     /// while it is valid, else fetched from `peer_url` (the peer's configured base
-    /// URL, e.g. `http://127.0.0.1:8009`). Any failure to get a verified key with
-    /// that ID is [`AuthError::UnknownKey`]; the reason is logged.
+    /// URL, e.g. `http://127.0.0.1:8009`) as the fetch rule allows. Any failure to
+    /// get a verified key with that ID is [`AuthError::UnknownKey`]; the reason is
+    /// logged.
     pub async fn key_for(&self, server_name: &str, key_id: &str, peer_url: &str) -> Result<String, AuthError> {
+        let started = self.clock.now_ms();
+        self.key_since(server_name, key_id, peer_url, started).await
+    }
+
+    /// Check a request signed by `key_id` of `server_name` with `check`, fetching
+    /// the keys as the fetch rule allows: first if none is cached, again once when
+    /// the cached key is missing or does not verify. The error is `check`'s, or
+    /// [`AuthError::UnknownKey`] when no key with that ID could be had.
+    pub async fn verify_with(
+        &self,
+        server_name: &str,
+        key_id: &str,
+        peer_url: &str,
+        check: impl Fn(&str) -> Result<(), AuthError>,
+    ) -> Result<(), AuthError> {
+        let started = self.clock.now_ms();
+        let first = match self.key_since(server_name, key_id, peer_url, started).await {
+            Ok(key) => check(&key),
+            Err(e) => Err(e),
+        };
+        let Err(first_error) = first else { return Ok(()) };
+        if !self.refetch(server_name, peer_url, started).await {
+            return Err(first_error);
+        }
+        match self.cached(server_name, key_id) {
+            Some(key) => check(&key),
+            None => Err(AuthError::UnknownKey),
+        }
+    }
+
+    /// The key from the cache, or fetched when nothing valid is cached and the rule
+    /// allows a first fetch.
+    async fn key_since(
+        &self,
+        server_name: &str,
+        key_id: &str,
+        peer_url: &str,
+        started: u64,
+    ) -> Result<String, AuthError> {
         if let Some(key) = self.cached(server_name, key_id) {
             return Ok(key);
         }
@@ -77,17 +149,82 @@ impl Keyring {
         if let Some(key) = self.cached(server_name, key_id) {
             return Ok(key);
         }
-        if let Err(e) = self.fetch(server_name, peer_url).await {
-            tracing::warn!(%server_name, url = %peer_url, error = %e, "cannot fetch the server's keys");
+        let now = self.clock.now_ms();
+        let (valid_set, fetched_since, may_fetch) = {
+            let peers = self.peers();
+            let entry = peers.get(server_name);
+            let keys = entry.and_then(|e| e.keys.as_ref()).filter(|k| now < k.valid_until_ts);
+            (
+                keys.is_some(),
+                keys.is_some_and(|k| k.fetched_ms >= started),
+                entry.is_none_or(|e| now >= e.next_fetch_ms),
+            )
+        };
+        // A valid set without this key ID is the re-fetch's business (rate-limited).
+        if valid_set || fetched_since || !may_fetch {
+            if !may_fetch && !valid_set {
+                tracing::debug!(%server_name, "no valid keys cached and a fetch was made recently; refusing");
+            }
             return Err(AuthError::UnknownKey);
         }
+        self.fetch_locked(server_name, peer_url, false).await;
         self.cached(server_name, key_id).ok_or_else(|| {
             tracing::warn!(%server_name, %key_id, "the server does not publish this key");
             AuthError::UnknownKey
         })
     }
 
-    /// Drop what is cached for `server_name`, so the next [`Keyring::key_for`] fetches.
+    /// After a request from `server_name` that started at `started` failed to verify:
+    /// fetch its keys again if the rule allows (at most once per
+    /// [`REFETCH_INTERVAL_MS`], and not if they were fetched since `started`).
+    /// Whether there is a newly fetched set to try.
+    async fn refetch(&self, server_name: &str, peer_url: &str, started: u64) -> bool {
+        let gate = self.fetch_gate(server_name);
+        let _fetching = gate.lock().await;
+        let now = self.clock.now_ms();
+        let (fetched_since, may_fetch) = {
+            let peers = self.peers();
+            let entry = peers.get(server_name);
+            (
+                entry.and_then(|e| e.keys.as_ref()).is_some_and(|k| k.fetched_ms >= started),
+                entry.is_none_or(|e| now >= e.next_fetch_ms),
+            )
+        };
+        if fetched_since {
+            // Fetched by someone else while this request waited: try that set.
+            return true;
+        }
+        if !may_fetch {
+            return false;
+        }
+        self.fetch_locked(server_name, peer_url, true).await
+    }
+
+    /// Fetch, with the peer's gate held; a verified answer replaces the cached set.
+    /// `refetch`, or a failure, holds further fetches back for the interval.
+    async fn fetch_locked(&self, server_name: &str, peer_url: &str, refetch: bool) -> bool {
+        let result = self.fetch(server_name, peer_url).await;
+        let now = self.clock.now_ms();
+        let mut peers = self.peers();
+        let entry = peers.entry(server_name.to_owned()).or_default();
+        if refetch || result.is_err() {
+            entry.next_fetch_ms = now.saturating_add(REFETCH_INTERVAL_MS);
+        }
+        match result {
+            Ok(keys) => {
+                entry.keys = Some(keys);
+                true
+            }
+            Err(e) => {
+                drop(peers);
+                tracing::warn!(%server_name, url = %peer_url, error = %e, "cannot fetch the server's keys; keeping what is cached");
+                false
+            }
+        }
+    }
+
+    /// Drop what is cached for `server_name`, so the next [`Keyring::key_for`] may
+    /// fetch. Not used on request paths: a request never evicts a good key.
     pub fn forget(&self, server_name: &str) {
         self.peers().remove(server_name);
     }
@@ -96,11 +233,11 @@ impl Keyring {
     pub fn cached(&self, server_name: &str, key_id: &str) -> Option<String> {
         let now = self.clock.now_ms();
         let peers = self.peers();
-        let entry = peers.get(server_name)?;
-        if now >= entry.valid_until_ts {
+        let keys = peers.get(server_name)?.keys.as_ref()?;
+        if now >= keys.valid_until_ts {
             return None;
         }
-        entry.keys.get(key_id).cloned()
+        keys.keys.get(key_id).cloned()
     }
 
     /// Check a `GET /_matrix/key/v2/server` body said to be `expected_server_name`'s
@@ -108,11 +245,11 @@ impl Keyring {
     /// transports that carry key responses by other means than [`Keyring::key_for`].
     pub fn accept_response(&self, expected_server_name: &str, body: &serde_json::Value) -> Result<(), String> {
         let keys = verify_key_response(expected_server_name, body, self.clock.now_ms())?;
-        self.peers().insert(expected_server_name.to_owned(), keys);
+        self.peers().entry(expected_server_name.to_owned()).or_default().keys = Some(keys);
         Ok(())
     }
 
-    async fn fetch(&self, server_name: &str, peer_url: &str) -> Result<(), String> {
+    async fn fetch(&self, server_name: &str, peer_url: &str) -> Result<PeerKeys, String> {
         let url = format!("{}{KEY_PATH}", peer_url.trim_end_matches('/'));
         let mut response = self.http.get(&url).send().await.map_err(|e| format!("GET {url}: {e}"))?;
         if !response.status().is_success() {
@@ -127,10 +264,10 @@ impl Keyring {
         }
         let body: serde_json::Value =
             serde_json::from_slice(&body).map_err(|e| format!("GET {url}: response is not JSON: {e}"))?;
-        self.accept_response(server_name, &body)
+        verify_key_response(server_name, &body, self.clock.now_ms())
     }
 
-    fn peers(&self) -> MutexGuard<'_, HashMap<String, PeerKeys>> {
+    fn peers(&self) -> MutexGuard<'_, HashMap<String, PeerEntry>> {
         self.peers.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
@@ -199,7 +336,7 @@ fn verify_key_response(expected_server_name: &str, body: &serde_json::Value, now
     key_map.insert(expected_server_name.to_owned(), key_set);
     verify_json(&key_map, &object).map_err(|e| format!("the key response's signature does not verify: {e}"))?;
 
-    Ok(PeerKeys { keys, valid_until_ts })
+    Ok(PeerKeys { keys, valid_until_ts, fetched_ms: now_ms })
 }
 
 fn as_object(value: &CanonicalJsonValue) -> Option<&CanonicalJsonObject> {
@@ -261,7 +398,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn fetches_caches_and_refetches_after_expiry_or_forget() {
+    async fn fetches_caches_and_refetches_after_expiry() {
         let key = ServerKey::from_seed(&[4u8; 32], "k1".to_owned()).expect("key");
         let (peer, clock, ring) = setup(&key, "beta.test");
         let url = serve(peer.clone()).await;
@@ -280,14 +417,177 @@ mod tests {
         assert!(ring.key_for("beta.test", "ed25519:k1", &url).await.is_ok());
         assert_eq!(peer.hits.load(Ordering::SeqCst), 2);
 
-        // forget() forces one refetch; a peer with a new key is then believed.
+        // forget() (not used on request paths) lets the next lookup fetch.
+        ring.forget("beta.test");
+        assert!(ring.key_for("beta.test", "ed25519:k1", &url).await.is_ok());
+        assert_eq!(peer.hits.load(Ordering::SeqCst), 3);
+    }
+
+    fn always(result: Result<(), AuthError>) -> impl Fn(&str) -> Result<(), AuthError> {
+        move |_key: &str| result
+    }
+
+    fn signed_by(expected: &str) -> impl Fn(&str) -> Result<(), AuthError> + use<> {
+        let expected = expected.to_owned();
+        move |key: &str| if key == expected { Ok(()) } else { Err(AuthError::BadSignature) }
+    }
+
+    #[tokio::test]
+    async fn forged_requests_neither_evict_nor_amplify() {
+        let key = ServerKey::from_seed(&[4u8; 32], "k1".to_owned()).expect("key");
+        let (peer, clock, ring) = setup(&key, "beta.test");
+        let url = serve(peer.clone()).await;
+        let good = || signed_by(key.public_key_base64());
+        ring.verify_with("beta.test", "ed25519:k1", &url, good()).await.expect("a good request");
+        assert_eq!(peer.hits.load(Ordering::SeqCst), 1);
+        clock.advance(1);
+
+        // 200 forged signatures under the real key ID, and 200 naming a key that does not exist.
+        for _ in 0..200 {
+            assert_eq!(
+                ring.verify_with("beta.test", "ed25519:k1", &url, always(Err(AuthError::BadSignature))).await,
+                Err(AuthError::BadSignature)
+            );
+            assert_eq!(
+                ring.verify_with("beta.test", "ed25519:nope", &url, always(Ok(()))).await,
+                Err(AuthError::UnknownKey)
+            );
+        }
+        assert_eq!(peer.hits.load(Ordering::SeqCst), 2, "one re-fetch for all 400 refusals");
+        assert_eq!(ring.cached("beta.test", "ed25519:k1").as_deref(), Some(key.public_key_base64()), "not evicted");
+        ring.verify_with("beta.test", "ed25519:k1", &url, good()).await.expect("the real peer still verifies");
+
+        // A minute later one more re-fetch is allowed, and only one.
+        clock.advance(REFETCH_INTERVAL_MS);
+        for _ in 0..50 {
+            let _ = ring.verify_with("beta.test", "ed25519:k1", &url, always(Err(AuthError::BadSignature))).await;
+        }
+        assert_eq!(peer.hits.load(Ordering::SeqCst), 3);
+        ring.verify_with("beta.test", "ed25519:k1", &url, good()).await.expect("still verifies");
+    }
+
+    #[tokio::test]
+    async fn concurrent_forgeries_share_one_refetch() {
+        let key = ServerKey::from_seed(&[4u8; 32], "k1".to_owned()).expect("key");
+        let (peer, clock, ring) = setup(&key, "beta.test");
+        let url = serve(peer.clone()).await;
+        ring.key_for("beta.test", "ed25519:k1", &url).await.expect("fetch");
+        clock.advance(1);
+        let forged = || ring.verify_with("beta.test", "ed25519:k1", &url, always(Err(AuthError::BadSignature)));
+        let results = futures_join_all((0..50).map(|_| forged())).await;
+        assert!(results.iter().all(|r| *r == Err(AuthError::BadSignature)));
+        assert_eq!(peer.hits.load(Ordering::SeqCst), 2);
+    }
+
+    async fn futures_join_all<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
+        let mut set = Vec::new();
+        for f in futures {
+            set.push(Box::pin(f));
+        }
+        let mut out = Vec::new();
+        // Poll them all together: each waits on the same gate.
+        let mut pending: Vec<_> = set.into_iter().map(Some).collect();
+        std::future::poll_fn(|cx| {
+            let mut done = true;
+            for slot in &mut pending {
+                if let Some(f) = slot {
+                    match f.as_mut().poll(cx) {
+                        std::task::Poll::Ready(v) => {
+                            out.push(v);
+                            *slot = None;
+                        }
+                        std::task::Poll::Pending => done = false,
+                    }
+                }
+            }
+            if done { std::task::Poll::Ready(()) } else { std::task::Poll::Pending }
+        })
+        .await;
+        out
+    }
+
+    #[tokio::test]
+    async fn first_contact_by_a_forger_costs_one_fetch() {
+        let key = ServerKey::from_seed(&[4u8; 32], "k1".to_owned()).expect("key");
+        let (peer, _clock, ring) = setup(&key, "beta.test");
+        let url = serve(peer.clone()).await;
+        // Nothing cached: the first forgery fetches; the set it got is not fetched
+        // again for the same request.
+        assert_eq!(
+            ring.verify_with("beta.test", "ed25519:k1", &url, always(Err(AuthError::BadSignature))).await,
+            Err(AuthError::BadSignature)
+        );
+        assert_eq!(peer.hits.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_bad_answer_does_not_replace_a_good_key() {
+        let key = ServerKey::from_seed(&[4u8; 32], "k1".to_owned()).expect("key");
+        let (peer, clock, ring) = setup(&key, "beta.test");
+        let url = serve(peer.clone()).await;
+        ring.key_for("beta.test", "ed25519:k1", &url).await.expect("fetch");
+        clock.advance(1);
+        // The key endpoint now answers with a set whose self-signature is broken.
+        let other = ServerKey::from_seed(&[6u8; 32], "k1".to_owned()).expect("key");
+        let mut swapped = key.server_keys_response("beta.test", START_MS, VALIDITY_MS);
+        swapped["verify_keys"]["ed25519:k1"]["key"] = serde_json::json!(other.public_key_base64());
+        *peer.response.lock().expect("lock") = swapped;
+        let forged = signed_by(other.public_key_base64());
+        assert_eq!(
+            ring.verify_with("beta.test", "ed25519:k1", &url, forged).await,
+            Err(AuthError::BadSignature),
+            "the forger's key is not believed"
+        );
+        assert_eq!(peer.hits.load(Ordering::SeqCst), 2);
+        assert_eq!(ring.cached("beta.test", "ed25519:k1").as_deref(), Some(key.public_key_base64()));
+        ring.verify_with("beta.test", "ed25519:k1", &url, signed_by(key.public_key_base64())).await.expect("good");
+    }
+
+    #[tokio::test]
+    async fn a_rotated_key_is_learned_by_one_refetch() {
+        let key = ServerKey::from_seed(&[4u8; 32], "k1".to_owned()).expect("key");
+        let (peer, clock, ring) = setup(&key, "beta.test");
+        let url = serve(peer.clone()).await;
+        ring.key_for("beta.test", "ed25519:k1", &url).await.expect("fetch");
+        clock.advance(1_000);
+        // The peer came back with a fresh data directory: a new key and key ID.
         let new_key = ServerKey::from_seed(&[5u8; 32], "k2".to_owned()).expect("key");
         *peer.response.lock().expect("lock") = new_key.server_keys_response("beta.test", clock.now_ms(), VALIDITY_MS);
-        ring.forget("beta.test");
-        assert_eq!(ring.key_for("beta.test", "ed25519:k2", &url).await.as_deref(), Ok(new_key.public_key_base64()));
+        ring.verify_with("beta.test", "ed25519:k2", &url, signed_by(new_key.public_key_base64()))
+            .await
+            .expect("the new key is fetched and believed");
+        assert_eq!(peer.hits.load(Ordering::SeqCst), 2);
+        assert_eq!(ring.cached("beta.test", "ed25519:k1"), None, "the verified new set replaced the old one");
+
+        // Rotated again within the minute: refused until the interval has passed.
+        clock.advance(1_000);
+        let third = ServerKey::from_seed(&[8u8; 32], "k3".to_owned()).expect("key");
+        *peer.response.lock().expect("lock") = third.server_keys_response("beta.test", clock.now_ms(), VALIDITY_MS);
+        let check = || signed_by(third.public_key_base64());
+        assert_eq!(ring.verify_with("beta.test", "ed25519:k3", &url, check()).await, Err(AuthError::UnknownKey));
+        assert_eq!(peer.hits.load(Ordering::SeqCst), 2);
+        clock.advance(REFETCH_INTERVAL_MS);
+        ring.verify_with("beta.test", "ed25519:k3", &url, check()).await.expect("after the interval");
         assert_eq!(peer.hits.load(Ordering::SeqCst), 3);
-        assert_eq!(ring.key_for("beta.test", "ed25519:k1", &url).await, Err(AuthError::UnknownKey));
-        assert_eq!(peer.hits.load(Ordering::SeqCst), 4, "an unknown key ID is looked up");
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_peer_is_asked_once_a_minute() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let dead = format!("http://{}", listener.local_addr().expect("addr"));
+        drop(listener);
+        let key = ServerKey::from_seed(&[4u8; 32], "k1".to_owned()).expect("key");
+        let (peer, clock, ring) = setup(&key, "beta.test");
+        let url = serve(peer.clone()).await;
+        for _ in 0..20 {
+            assert_eq!(ring.key_for("beta.test", "ed25519:k1", &dead).await, Err(AuthError::UnknownKey));
+        }
+        // (No hits are countable on a dead port; the same rule holds on a live one.)
+        assert_eq!(ring.key_for("beta.test", "ed25519:k1", &url).await, Err(AuthError::UnknownKey), "held back");
+        assert_eq!(peer.hits.load(Ordering::SeqCst), 0);
+        clock.advance(REFETCH_INTERVAL_MS);
+        assert!(ring.key_for("beta.test", "ed25519:k1", &url).await.is_ok());
+        assert_eq!(peer.hits.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test]
@@ -317,13 +617,14 @@ mod tests {
     #[tokio::test]
     async fn tampered_expired_or_unreachable_is_refused() {
         let key = ServerKey::from_seed(&[4u8; 32], "k1".to_owned()).expect("key");
-        let (peer, _clock, ring) = setup(&key, "beta.test");
+        let (peer, clock, ring) = setup(&key, "beta.test");
         let url = serve(peer.clone()).await;
 
         let mut tampered = key.server_keys_response("beta.test", START_MS, VALIDITY_MS);
         tampered["valid_until_ts"] = serde_json::json!(START_MS + 10 * VALIDITY_MS);
         *peer.response.lock().expect("lock") = tampered;
         assert_eq!(ring.key_for("beta.test", "ed25519:k1", &url).await, Err(AuthError::UnknownKey));
+        clock.advance(REFETCH_INTERVAL_MS);
 
         // A key swapped in under the signer's ID does not verify either.
         let other = ServerKey::from_seed(&[6u8; 32], "k1".to_owned()).expect("key");
@@ -331,20 +632,24 @@ mod tests {
         swapped["verify_keys"]["ed25519:k1"]["key"] = serde_json::json!(other.public_key_base64());
         *peer.response.lock().expect("lock") = swapped;
         assert_eq!(ring.key_for("beta.test", "ed25519:k1", &url).await, Err(AuthError::UnknownKey));
+        clock.advance(REFETCH_INTERVAL_MS);
 
         *peer.response.lock().expect("lock") = key.server_keys_response("beta.test", START_MS - VALIDITY_MS, 1000);
         assert_eq!(ring.key_for("beta.test", "ed25519:k1", &url).await, Err(AuthError::UnknownKey));
+        clock.advance(REFETCH_INTERVAL_MS);
 
         let mut unsigned = key.server_keys_response("beta.test", START_MS, VALIDITY_MS);
         unsigned.as_object_mut().expect("object").remove("signatures");
         *peer.response.lock().expect("lock") = unsigned;
         assert_eq!(ring.key_for("beta.test", "ed25519:k1", &url).await, Err(AuthError::UnknownKey));
+        clock.advance(REFETCH_INTERVAL_MS);
 
         // Nothing listens here any more.
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let dead = format!("http://{}", listener.local_addr().expect("addr"));
         drop(listener);
         assert_eq!(ring.key_for("beta.test", "ed25519:k1", &dead).await, Err(AuthError::UnknownKey));
+        clock.advance(REFETCH_INTERVAL_MS);
 
         // The good answer is accepted after all that.
         *peer.response.lock().expect("lock") = key.server_keys_response("beta.test", START_MS, VALIDITY_MS);

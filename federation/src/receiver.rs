@@ -4,14 +4,15 @@
 //! transaction still gets 200.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use serde::Deserialize;
 use serde_json::Value;
+use tidings_core::clock::SharedClock;
 use tidings_core::exchange::{Exchange, IncomingEdu};
 use tidings_core::{Error, ErrorKind};
 
-use crate::keyring::Keyring;
+use crate::keyring::{Keyring, REFETCH_INTERVAL_MS};
 use crate::peer::{Peer, PeerStats};
 use crate::xmatrix::{self, AuthError};
 
@@ -46,6 +47,7 @@ pub struct Receiver {
     exchange: Arc<Exchange>,
     keyring: Keyring,
     peers: Arc<HashMap<String, Arc<Peer>>>,
+    refusals: RefusalLog,
 }
 
 impl Receiver {
@@ -56,11 +58,13 @@ impl Receiver {
         keyring: Keyring,
         peers: Arc<HashMap<String, Arc<Peer>>>,
     ) -> Self {
-        Self { server_name: server_name.to_owned(), exchange, keyring, peers }
+        let refusals = RefusalLog { clock: Arc::clone(keyring.clock()), origins: Mutex::new(HashMap::new()) };
+        Self { server_name: server_name.to_owned(), exchange, keyring, peers, refusals }
     }
 
     /// Check the X-Matrix header of a request; on a verification failure the
-    /// peer's key is fetched again once before refusing.
+    /// peer's keys are fetched again once before refusing, at most once a minute per
+    /// peer (see [`Keyring`]). Refusals are logged at most once per interval per origin.
     pub async fn authenticate(
         &self,
         header: Option<&str>,
@@ -75,28 +79,17 @@ impl Receiver {
             .get(&auth.origin)
             .cloned()
             .ok_or_else(|| unauthorized(format!("{} is not a peer of this server", auth.origin)))?;
-        let mut refetched = false;
-        loop {
-            let key = match self.keyring.key_for(&auth.origin, &auth.key, &peer.config.url).await {
-                Ok(key) => key,
-                Err(e) if !refetched => {
-                    tracing::debug!(origin = %auth.origin, error = %e, "key lookup failed; fetching again");
-                    self.keyring.forget(&auth.origin);
-                    refetched = true;
-                    continue;
-                }
-                Err(e) => return Err(unauthorized(e.to_string())),
-            };
-            match xmatrix::verify_request(&auth, &self.server_name, method, uri, content, &key) {
-                Ok(()) => return Ok(peer),
-                Err(AuthError::BadSignature | AuthError::UnknownKey) if !refetched => {
-                    self.keyring.forget(&auth.origin);
-                    refetched = true;
-                }
-                Err(e) => {
-                    tracing::warn!(origin = %auth.origin, error = %e, "refused a federation request");
-                    return Err(unauthorized(e.to_string()));
-                }
+        let checked = self
+            .keyring
+            .verify_with(&auth.origin, &auth.key, &peer.config.url, |key| {
+                xmatrix::verify_request(&auth, &self.server_name, method, uri, content, key)
+            })
+            .await;
+        match checked {
+            Ok(()) => Ok(peer),
+            Err(e) => {
+                self.refusals.note(&auth.origin, &e);
+                Err(unauthorized(e.to_string()))
             }
         }
     }
@@ -113,5 +106,34 @@ impl Receiver {
         let edus = txn.edus.into_iter().map(|e| IncomingEdu { edu_type: e.edu_type, content: e.content }).collect();
         self.exchange.receive(origin, txn_id, edus).await?;
         Ok(())
+    }
+}
+
+/// Refused requests per origin, logged once per [`REFETCH_INTERVAL_MS`] with a count,
+/// so a peer (or a forger naming it) that keeps failing fills no log.
+#[derive(Debug)]
+struct RefusalLog {
+    clock: SharedClock,
+    /// Origin → (when last logged, refusals since then not logged).
+    origins: Mutex<HashMap<String, (u64, u64)>>,
+}
+
+impl RefusalLog {
+    fn note(&self, origin: &str, error: &AuthError) {
+        let now = self.clock.now_ms();
+        let suppressed = {
+            let mut origins = self.origins.lock().unwrap_or_else(|p| p.into_inner());
+            // Only configured peers get here, so the map is bounded by the peer map.
+            let (last, count) = origins.entry(origin.to_owned()).or_insert((0, 0));
+            if *last != 0 && now < last.saturating_add(REFETCH_INTERVAL_MS) {
+                *count += 1;
+                return;
+            }
+            let suppressed = *count;
+            *last = now.max(1);
+            *count = 0;
+            suppressed
+        };
+        tracing::warn!(%origin, error = %error, suppressed, "refused a federation request (repeats within a minute are counted, not logged)");
     }
 }

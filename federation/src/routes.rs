@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Request, State};
+use axum::extract::{FromRequestParts, Path, Request, State};
+use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
@@ -44,6 +45,25 @@ pub fn router(federation: Arc<Federation>) -> Router {
         .with_state(federation)
 }
 
+/// The `{txnId}` of a send path; a segment that does not decode (`%ff`) is a
+/// Matrix error like any other, not axum's plain-text rejection.
+#[derive(Debug)]
+struct TxnId(String);
+
+impl<S: Send + Sync> FromRequestParts<S> for TxnId {
+    type Rejection = FederationError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| Error::invalid_param(format!("bad transaction ID in the path: {e}")))?;
+        if raw.is_empty() {
+            return Err(Error::invalid_param("the transaction ID is empty").into());
+        }
+        Ok(TxnId(raw))
+    }
+}
+
 async fn get_keys(State(f): State<Arc<Federation>>) -> Json<Value> {
     // The key is signed fresh for each answer, valid for a day from now.
     Json(f.key.server_keys_response(&f.core.server_name, f.core.clock.now_ms(), KEY_VALIDITY_MS))
@@ -55,7 +75,7 @@ async fn get_version() -> Json<Value> {
 
 async fn put_send(
     State(f): State<Arc<Federation>>,
-    Path(txn_id): Path<String>,
+    TxnId(txn_id): TxnId,
     request: Request,
 ) -> Result<Json<Value>, FederationError> {
     let (parts, body) = request.into_parts();

@@ -126,6 +126,9 @@ impl Config {
             ("login", self.rate_limits.login),
             ("register", self.rate_limits.register),
             ("presence", self.rate_limits.presence),
+            ("presence_list", self.rate_limits.presence_list),
+            ("presence_answer", self.rate_limits.presence_answer),
+            ("presence_poll", self.rate_limits.presence_poll),
         ] {
             if !(rate.per_second.is_finite() && rate.per_second > 0.0) || rate.burst == 0 {
                 return Err(format!("rate_limits.{name}: per_second must be above 0 and burst at least 1"));

@@ -2,6 +2,7 @@
 //! adds an account. See README.md and spec/ for what it does and why.
 
 mod admin;
+mod bodies;
 mod config;
 mod create_user;
 mod serve;

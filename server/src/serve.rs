@@ -113,8 +113,10 @@ fn app(config: &Config, core: Core, federation: Arc<Federation>) -> Router {
     tidings_federation::routes::router(federation)
         .method_not_allowed_fallback(tidings_client_api::error::wrong_method)
         .fallback_service(client_side)
+        // Bodies are limited where they are read (after authentication); what a
+        // handler leaves unread is drained, bounded, so the client reads the answer.
         .layer(DefaultBodyLimit::max(config.max_request_bytes))
-        .layer(axum::middleware::from_fn_with_state(config.max_request_bytes, refuse_large_bodies))
+        .layer(axum::middleware::from_fn(crate::bodies::drain_unread_body))
 }
 
 /// CORS as the Matrix spec asks of every endpoint, so browser clients (Element Web)
@@ -125,26 +127,6 @@ fn cors() -> CorsLayer {
         .allow_origin(Any)
         .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE, Method::OPTIONS])
         .allow_headers([HeaderName::from_static("x-requested-with"), header::CONTENT_TYPE, header::AUTHORIZATION])
-}
-
-/// Refuse a body announced larger than `max_request_bytes` on every endpoint, also
-/// those that never read one (bodies read in chunks are limited where they are read).
-async fn refuse_large_bodies(
-    axum::extract::State(max): axum::extract::State<usize>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    let announced = request
-        .headers()
-        .get(axum::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if announced.is_some_and(|n| n > max) {
-        let e = tidings_core::Error::new(tidings_core::ErrorKind::TooLarge, "request body too large");
-        return tidings_client_api::error::ApiError(e).into_response();
-    }
-    next.run(request).await
 }
 
 async fn wait_for(mut stop: watch::Receiver<bool>) {

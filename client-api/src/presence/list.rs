@@ -6,14 +6,15 @@ use ruma::OwnedUserId;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tidings_core::ids::{is_local, parse_user_id};
+use tidings_core::ratelimit::Action;
 use tidings_core::{Core, Error};
 
 use crate::error::ApiResult;
 use crate::extract::{Authed, JsonBody, UserPath};
 use tidings_core::presence::render::list_entry;
 
-/// Most IDs one request may name.
-const MAX_IDS: usize = 1000;
+/// Most IDs one request may name, `invite` and `drop` together (INTERFACE.md).
+pub const MAX_IDS: usize = 100;
 
 fn own_list(device_user: &OwnedUserId, path_user: &OwnedUserId) -> Result<(), Error> {
     if device_user != path_user {
@@ -51,9 +52,14 @@ pub async fn post_list(
     JsonBody(body): JsonBody<ListChange>,
 ) -> ApiResult<Json<Value>> {
     own_list(&device.user_id, &user)?;
-    if body.invite.len() + body.drop.len() > MAX_IDS {
-        return Err(Error::invalid_param(format!("at most {MAX_IDS} user IDs per request")).into());
+    let named = body.invite.len() + body.drop.len();
+    if named > MAX_IDS {
+        return Err(Error::invalid_param(format!(
+            "one request names at most {MAX_IDS} user IDs (invite and drop together); this one names {named}"
+        ))
+        .into());
     }
+    core.limiter.check(Action::PresenceList, user.as_str(), &core.metrics)?;
     let invite = body.invite.iter().map(|s| parse_user_id(s)).collect::<Result<Vec<_>, _>>()?;
     let drop = body.drop.iter().map(|s| parse_user_id(s)).collect::<Result<Vec<_>, _>>()?;
     for target in &invite {
@@ -64,6 +70,7 @@ pub async fn post_list(
             return Err(Error::not_found(format!("there is no user {target}")).into());
         }
     }
+    core.presence.check_list_room(&user, &invite, &drop)?;
     for target in &drop {
         core.presence.drop_watch(&user, target).await?;
     }

@@ -7,6 +7,7 @@ use axum::extract::State;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tidings_core::Core;
+use tidings_core::ratelimit::Action;
 
 use crate::error::ApiResult;
 use crate::extract::{Authed, JsonBody};
@@ -23,6 +24,7 @@ pub async fn put_poll(
     Authed(device): Authed,
     JsonBody(body): JsonBody<PollBody>,
 ) -> ApiResult<Json<Value>> {
+    core.limiter.check(Action::PresencePoll, device.user_id.as_str(), &core.metrics)?;
     core.presence.set_polling(&device.user_id, body.enabled);
     Ok(Json(json!({})))
 }

@@ -6,6 +6,7 @@ use axum::extract::State;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tidings_core::Core;
+use tidings_core::ratelimit::Action;
 
 use crate::error::ApiResult;
 use crate::extract::{Authed, JsonBody, UserPath};
@@ -34,6 +35,7 @@ pub async fn post_answer(
     UserPath(watcher): UserPath,
     JsonBody(body): JsonBody<Answer>,
 ) -> ApiResult<Json<Value>> {
+    core.limiter.check(Action::PresenceAnswer, device.user_id.as_str(), &core.metrics)?;
     core.presence.answer(&device.user_id, &watcher, body.allow).await?;
     Ok(Json(json!({})))
 }

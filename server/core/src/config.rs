@@ -58,6 +58,12 @@ pub struct RateLimitConfig {
     pub register: Rate,
     /// Presence and device-status writes per user.
     pub presence: Rate,
+    /// Presence-list edits (each naming up to 100 user IDs) per user.
+    pub presence_list: Rate,
+    /// Answers to presence requests per user.
+    pub presence_answer: Rate,
+    /// Poll switches (`PUT .../presence/poll`) per user.
+    pub presence_poll: Rate,
 }
 
 impl Default for RateLimitConfig {
@@ -67,6 +73,9 @@ impl Default for RateLimitConfig {
             login: Rate { per_second: 1.0, burst: 10 },
             register: Rate { per_second: 0.5, burst: 10 },
             presence: Rate { per_second: 10.0, burst: 50 },
+            presence_list: Rate { per_second: 1.0, burst: 20 },
+            presence_answer: Rate { per_second: 5.0, burst: 50 },
+            presence_poll: Rate { per_second: 1.0, burst: 10 },
         }
     }
 }

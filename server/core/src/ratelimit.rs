@@ -17,6 +17,12 @@ pub enum Action {
     Register,
     /// Presence and device-status writes, keyed by user.
     Presence,
+    /// Presence-list edits (`POST .../presence/list/{userId}`), keyed by user.
+    PresenceList,
+    /// Answers to presence requests (`POST .../presence/requests/{userId}`), keyed by user.
+    PresenceAnswer,
+    /// Poll switches (`PUT .../presence/poll`), keyed by user.
+    PresencePoll,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -47,6 +53,9 @@ impl RateLimiter {
             Action::Login => self.config.login,
             Action::Register => self.config.register,
             Action::Presence => self.config.presence,
+            Action::PresenceList => self.config.presence_list,
+            Action::PresenceAnswer => self.config.presence_answer,
+            Action::PresencePoll => self.config.presence_poll,
         }
     }
 

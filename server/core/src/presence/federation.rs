@@ -340,7 +340,7 @@ impl PresencePeers {
                 }
             });
         }
-        if refusals.is_empty() { Handled::Applied } else { Handled::Refused(refusals.join("; ")) }
+        if refusals.is_empty() { Handled::Applied } else { Handled::Refused(summarize(&refusals)) }
     }
 }
 
@@ -528,11 +528,29 @@ impl PresenceService {
             self.outbound.queue_in(unit, origin, edus::ANSWER, &content);
             return Ok(Handled::Refused(format!("there is no user {}; answered as refused", edge.target)));
         }
-        if self.lists.pending_for(&edge.target).len() >= self.max_list_entries {
-            return Ok(Handled::Refused(format!(
-                "{} has {} requests waiting (presence.max_list_entries)",
-                edge.target, self.max_list_entries
-            )));
+        let in_flight = Arc::clone(&self.invites_in_flight);
+        let already = self.lists.get(&edge.watcher, &edge.target).is_some_and(|e| e.state != Subscription::Denied);
+        if !already {
+            let mut counts = in_flight.lock().unwrap_or_else(|p| p.into_inner());
+            let waiting = self.lists.pending_for(&edge.target).len() + counts.get(&edge.target).copied().unwrap_or(0);
+            if waiting >= self.max_list_entries {
+                return Ok(Handled::Refused(format!(
+                    "{} has {} requests waiting (presence.max_list_entries)",
+                    edge.target, self.max_list_entries
+                )));
+            }
+            *counts.entry(edge.target.clone()).or_default() += 1;
+            drop(counts);
+            let target = edge.target.clone();
+            unit.finally(move || {
+                let mut counts = in_flight.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(n) = counts.get_mut(&target) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        counts.remove(&target);
+                    }
+                }
+            });
         }
         // Whether the edge is new is decided by the database inside the unit, so an
         // invite that follows a drop in the same transaction sees the drop.
@@ -613,7 +631,20 @@ impl PresenceService {
                 outbound.owe(&origin, added);
             }
         });
-        if refusals.is_empty() { Handled::Applied } else { Handled::Refused(refusals.join("; ")) }
+        if refusals.is_empty() { Handled::Applied } else { Handled::Refused(summarize(&refusals)) }
+    }
+}
+
+/// At most this many reasons are spelled out in one refusal (an EDU may name
+/// thousands of users; the log line stays short).
+const MAX_REASONS: usize = 5;
+
+/// The reasons of a partly refused EDU, the first few spelled out and the rest counted.
+fn summarize(reasons: &[String]) -> String {
+    let shown = reasons.iter().take(MAX_REASONS).cloned().collect::<Vec<_>>().join("; ");
+    match reasons.len().saturating_sub(MAX_REASONS) {
+        0 => shown,
+        more => format!("{shown}; and {more} more"),
     }
 }
 
@@ -630,6 +661,13 @@ fn update_of(user: OwnedUserId, snapshot: &Snapshot, now: u64) -> PresenceUpdate
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_refusals_are_summarized() {
+        let reasons: Vec<String> = (0..8).map(|n| format!("r{n}")).collect();
+        assert_eq!(summarize(&reasons[..2]), "r0; r1");
+        assert_eq!(summarize(&reasons), "r0; r1; r2; r3; r4; and 3 more");
+    }
 
     #[test]
     fn digest_ignores_order_and_sees_changes() {

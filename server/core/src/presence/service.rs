@@ -106,6 +106,10 @@ pub struct PresenceService {
     pub(super) max_list_entries: usize,
     /// Users who explicitly started (true) or stopped (false) watching their list.
     polling: Mutex<HashMap<OwnedUserId, bool>>,
+    /// Per target, invites from peers accepted into units not yet in memory, so the
+    /// `max_list_entries` cap on pending requests holds within one transaction and
+    /// across concurrent ones.
+    pub(super) invites_in_flight: Arc<Mutex<HashMap<OwnedUserId, usize>>>,
 }
 
 /// Keeps a device counted as syncing while alive; dropping it ends the sync, also
@@ -206,6 +210,7 @@ impl PresenceService {
             metrics,
             max_list_entries: config.max_list_entries,
             polling: Mutex::new(HashMap::new()),
+            invites_in_flight: Arc::new(Mutex::new(HashMap::new())),
         });
         // Publish whatever lapsed while we were down, and arm every timer.
         for user in known {
@@ -529,6 +534,25 @@ impl PresenceService {
             .collect()
     }
 
+    fn list_full(&self) -> Error {
+        Error::new(
+            ErrorKind::LimitExceeded { retry_after_ms: 0 },
+            format!("a presence list holds at most {} users (presence.max_list_entries)", self.max_list_entries),
+        )
+    }
+
+    /// Check, before anything changes, that `watcher`'s list stays within
+    /// `max_list_entries` once `drop` is dropped and `invite` invited (in that order);
+    /// the error [`PresenceService::invite`] would give part-way otherwise.
+    pub fn check_list_room(&self, watcher: &UserId, invite: &[OwnedUserId], drop: &[OwnedUserId]) -> Result<()> {
+        let listed = |t: &UserId| self.lists.get(watcher, t).is_some();
+        let dropped: HashSet<&UserId> = drop.iter().map(AsRef::as_ref).filter(|t| listed(t)).collect();
+        let added: HashSet<&UserId> =
+            invite.iter().map(AsRef::as_ref).filter(|t| !listed(t) || dropped.contains(t)).collect();
+        let after = self.lists.watching_count(watcher).saturating_sub(dropped.len()) + added.len();
+        if after > self.max_list_entries { Err(self.list_full()) } else { Ok(()) }
+    }
+
     /// `watcher` asks to watch `target`. Asking again while pending or accepted changes nothing;
     /// asking again after a refusal asks anew. Beyond `max_list_entries` (the
     /// watcher's list, or the requests pending for the target) it is refused.
@@ -547,10 +571,7 @@ impl PresenceService {
             return Ok(());
         }
         if existing.is_none() && self.lists.watching_count(watcher) >= self.max_list_entries {
-            return Err(Error::new(
-                ErrorKind::LimitExceeded { retry_after_ms: 0 },
-                format!("a presence list holds at most {} users (presence.max_list_entries)", self.max_list_entries),
-            ));
+            return Err(self.list_full());
         }
         if self.lists.pending_for(target).len() >= self.max_list_entries {
             return Err(Error::new(
