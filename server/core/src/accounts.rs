@@ -85,8 +85,7 @@ fn verify_password(password: &str, phc: &str) -> bool {
 }
 
 fn hash_token(token: &str) -> String {
-    let digest = Sha256::digest(token.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    crate::ids::hex(&Sha256::digest(token.as_bytes()))
 }
 
 fn new_token() -> String {

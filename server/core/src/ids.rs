@@ -34,6 +34,18 @@ pub fn is_local(user: &UserId, server_name: &str) -> bool {
     user.server_name().as_str() == server_name
 }
 
+/// Lower-case hex of `bytes`, without a `format!` per byte: token hashes are
+/// computed on every authenticated request.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -53,5 +65,11 @@ mod tests {
         let id = user_id_from_login("@bob:other.test", "hs.test").expect("valid");
         assert_eq!(id.as_str(), "@bob:other.test");
         assert!(user_id_from_login("@nocolon", "hs.test").is_err());
+    }
+
+    #[test]
+    fn hex_is_lower_case_and_two_digits_a_byte() {
+        assert_eq!(super::hex(&[0x00, 0x0f, 0xa0, 0xff]), "000fa0ff");
+        assert_eq!(super::hex(&[]), "");
     }
 }

@@ -67,7 +67,7 @@ fn digest<'a>(states: impl Iterator<Item = (&'a UserId, &'a str, Option<&'a str>
     let mut lines: Vec<String> = states.map(|(u, p, m)| format!("{u}\u{1f}{p}\u{1f}{}", m.unwrap_or(""))).collect();
     lines.sort();
     let hash = Sha256::digest(lines.join("\n").as_bytes());
-    hash.iter().take(8).map(|b| format!("{b:02x}")).collect()
+    crate::ids::hex(&hash[..8])
 }
 
 fn from_origin(user: &UserId, origin: &str) -> Result<(), String> {
