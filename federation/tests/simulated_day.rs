@@ -175,10 +175,10 @@ async fn a_day_of_presence_between_two_sites() {
     let (alice, bob) = (id("@alice:alpha.test"), id("@bob:beta.test"));
 
     // Consent, both ways through the wire: alice asks, bob allows.
-    alpha.core.presence.invite(&alice, &bob).await.expect("invite");
+    alpha.core.consent.invite(&alice, &bob).await.expect("invite");
     run_for(2 * BATCH_MS).await;
-    assert_eq!(beta.core.presence.requests(&bob).len(), 1, "the invite crossed");
-    beta.core.presence.answer(&bob, &alice, true).await.expect("answer");
+    assert_eq!(beta.core.consent.requests(&bob).len(), 1, "the invite crossed");
+    beta.core.consent.answer(&bob, &alice, true).await.expect("answer");
     alpha.core.presence.set_polling(&alice, true);
     beta.core.presence.set_status(&bob, "PHONE", PresenceState::Online, Some("hour 0".into())).await.expect("status");
     // The answer crosses, alpha subscribes, beta answers with bob's state: three

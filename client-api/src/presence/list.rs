@@ -70,12 +70,12 @@ pub async fn post_list(
             return Err(Error::not_found(format!("there is no user {target}")).into());
         }
     }
-    core.presence.check_list_room(&user, &invite, &drop)?;
+    core.consent.check_list_room(&user, &invite, &drop)?;
     for target in &drop {
-        core.presence.drop_watch(&user, target).await?;
+        core.consent.drop_watch(&user, target).await?;
     }
     for target in &invite {
-        core.presence.invite(&user, target).await?;
+        core.consent.invite(&user, target).await?;
     }
     Ok(Json(json!({})))
 }

@@ -14,7 +14,7 @@ use crate::extract::{Authed, JsonBody, UserPath};
 /// Requests waiting for the caller's answer, oldest first.
 pub async fn get_requests(State(core): State<Core>, Authed(device): Authed) -> ApiResult<Json<Value>> {
     let requests: Vec<Value> = core
-        .presence
+        .consent
         .requests(&device.user_id)
         .iter()
         .map(|(watcher, edge)| json!({ "user_id": watcher, "ts": edge.ts }))
@@ -36,6 +36,6 @@ pub async fn post_answer(
     JsonBody(body): JsonBody<Answer>,
 ) -> ApiResult<Json<Value>> {
     core.limiter.check(Action::PresenceAnswer, device.user_id.as_str(), &core.metrics)?;
-    core.presence.answer(&device.user_id, &watcher, body.allow).await?;
+    core.consent.answer(&device.user_id, &watcher, body.allow).await?;
     Ok(Json(json!({})))
 }

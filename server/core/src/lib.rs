@@ -30,7 +30,7 @@ use config::{PeersConfig, PresenceConfig, RateLimitConfig};
 use exchange::Exchange;
 use metrics::Metrics;
 use outbound::Outbound;
-use presence::{PresencePeers, PresenceRequestsSource, PresenceService, PresenceSource};
+use presence::{Consent, PresencePeers, PresenceRequestsSource, PresenceService, PresenceSource};
 use ratelimit::RateLimiter;
 use storage::Db;
 use stream::{Notifier, Positions};
@@ -50,6 +50,8 @@ pub struct Core {
     pub accounts: Arc<AccountService>,
     /// Presence and presence lists.
     pub presence: Arc<PresenceService>,
+    /// Consent: presence lists, requests and answers.
+    pub consent: Arc<Consent>,
     /// The presence protocol with peers (watchdogs, subscriptions).
     pub presence_peers: Arc<PresencePeers>,
     /// /sync.
@@ -107,8 +109,10 @@ impl Core {
             Arc::clone(&metrics),
             Arc::clone(&outbound),
         )?;
+        let consent = Consent::new(&presence_service, presence.max_list_entries);
         let presence_peers = PresencePeers::new(
             Arc::clone(&presence_service),
+            Arc::clone(&consent),
             &peers.names,
             peers.short_watchdog_ms,
             peers.long_watchdog_ms,
@@ -134,6 +138,7 @@ impl Core {
             accounts: Arc::new(AccountService::new(db.clone(), server_name, Arc::clone(&clock))),
             limiter: Arc::new(RateLimiter::new(rate_limits.clone(), Arc::clone(&clock))),
             presence: presence_service,
+            consent,
             presence_peers,
             sync,
             metrics,

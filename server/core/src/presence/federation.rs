@@ -20,8 +20,8 @@ use ruma::presence::PresenceState;
 use ruma::{OwnedUserId, UserId};
 use sha2::{Digest, Sha256};
 
+use super::consent::Consent;
 use super::edus::{self, AnswerEdu, PresenceEdu, PresenceUpdate, ReminderEdu, SubscribeEdu, WatchEdge};
-use super::lists::{self, Edge, Subscription};
 use super::service::{PresenceService, RemoteEntry};
 use super::state::Snapshot;
 use super::watchdog::Watchdog;
@@ -50,6 +50,7 @@ struct PeerState {
 pub struct PresencePeers {
     me: Weak<PresencePeers>,
     presence: Arc<PresenceService>,
+    consent: Arc<Consent>,
     peers: Mutex<HashMap<String, PeerState>>,
     timers: Deadlines<String>,
 }
@@ -70,14 +71,14 @@ fn digest<'a>(states: impl Iterator<Item = (&'a UserId, &'a str, Option<&'a str>
     crate::ids::hex(&hash[..8])
 }
 
-fn from_origin(user: &UserId, origin: &str) -> Result<(), String> {
+pub(super) fn from_origin(user: &UserId, origin: &str) -> Result<(), String> {
     if user.server_name().as_str() != origin {
         return Err(format!("{origin} may not speak for {user}"));
     }
     Ok(())
 }
 
-fn refused(reason: Result<(), String>) -> Option<Handled> {
+pub(super) fn refused(reason: Result<(), String>) -> Option<Handled> {
     reason.err().map(Handled::Refused)
 }
 
@@ -87,7 +88,13 @@ fn parse<T: serde::de::DeserializeOwned>(edu: IncomingEdu) -> Result<T, Handled>
 
 impl PresencePeers {
     /// The protocol with `peers`, timers off until a subscription exists either way.
-    pub fn new(presence: Arc<PresenceService>, peers: &[String], short_ms: u64, long_ms: u64) -> Arc<Self> {
+    pub fn new(
+        presence: Arc<PresenceService>,
+        consent: Arc<Consent>,
+        peers: &[String],
+        short_ms: u64,
+        long_ms: u64,
+    ) -> Arc<Self> {
         let own = presence.server_name.clone();
         let peers = peers
             .iter()
@@ -101,8 +108,13 @@ impl PresencePeers {
                 (p.clone(), state)
             })
             .collect();
-        let me =
-            Arc::new_cyclic(|me| Self { me: me.clone(), presence, peers: Mutex::new(peers), timers: Deadlines::new() });
+        let me = Arc::new_cyclic(|me| Self {
+            me: me.clone(),
+            presence,
+            consent,
+            peers: Mutex::new(peers),
+            timers: Deadlines::new(),
+        });
         for peer in me.peer_names() {
             me.refresh(&peer);
         }
@@ -214,15 +226,15 @@ impl EduFamily for PresencePeers {
                     Err(h) => h,
                 },
                 edus::INVITE => match parse::<WatchEdge>(edu) {
-                    Ok(content) => p.receive_invite(origin, content, unit).await?,
+                    Ok(content) => self.consent.receive_invite(origin, content, unit).await?,
                     Err(h) => h,
                 },
                 edus::ANSWER => match parse::<AnswerEdu>(edu) {
-                    Ok(content) => p.receive_answer(origin, content, unit),
+                    Ok(content) => self.consent.receive_answer(origin, content, unit),
                     Err(h) => h,
                 },
                 edus::DROP => match parse::<WatchEdge>(edu) {
-                    Ok(content) => p.receive_drop(origin, content, unit),
+                    Ok(content) => self.consent.receive_drop(origin, content, unit),
                     Err(h) => h,
                 },
                 edus::SUBSCRIBE => match parse::<SubscribeEdu>(edu) {
@@ -365,13 +377,6 @@ pub fn subscription_change(
 }
 
 impl PresenceService {
-    fn require_local(&self, user: &UserId) -> Result<(), String> {
-        if !is_local(user, &self.server_name) {
-            return Err(format!("{user} is not a user of this server"));
-        }
-        Ok(())
-    }
-
     /// Local users whose state `destination` may be pushed: it asked for them, and one
     /// of its users is an accepted watcher.
     pub fn pushable_to(&self, destination: &str) -> Vec<OwnedUserId> {
@@ -510,104 +515,6 @@ impl PresenceService {
         for (user, pos) in lapsed {
             self.fanout.presence_moved(&user, pos);
         }
-    }
-
-    /// A remote user asks to watch one of ours.
-    async fn receive_invite(&self, origin: &str, edge: WatchEdge, unit: &mut Unit) -> Result<Handled> {
-        if let Some(refusal) = refused(from_origin(&edge.watcher, origin).and(self.require_local(&edge.target))) {
-            return Ok(refusal);
-        }
-        let target = edge.target.to_string();
-        if !self.db.read(move |s| s.user_exists(&target)).await? {
-            // Answered as a refusal, so the asker does not wait forever.
-            let content = serde_json::json!(AnswerEdu {
-                watcher: edge.watcher.clone(),
-                target: edge.target.clone(),
-                allow: false
-            });
-            self.outbound.queue_in(unit, origin, edus::ANSWER, &content);
-            return Ok(Handled::Refused(format!("there is no user {}; answered as refused", edge.target)));
-        }
-        let in_flight = Arc::clone(&self.invites_in_flight);
-        let already = self.lists.get(&edge.watcher, &edge.target).is_some_and(|e| e.state != Subscription::Denied);
-        if !already {
-            let mut counts = in_flight.lock().unwrap_or_else(|p| p.into_inner());
-            let waiting = self.lists.pending_for(&edge.target).len() + counts.get(&edge.target).copied().unwrap_or(0);
-            if waiting >= self.max_list_entries {
-                return Ok(Handled::Refused(format!(
-                    "{} has {} requests waiting (presence.max_list_entries)",
-                    edge.target, self.max_list_entries
-                )));
-            }
-            *counts.entry(edge.target.clone()).or_default() += 1;
-            drop(counts);
-            let target = edge.target.clone();
-            unit.finally(move || {
-                let mut counts = in_flight.lock().unwrap_or_else(|p| p.into_inner());
-                if let Some(n) = counts.get_mut(&target) {
-                    *n = n.saturating_sub(1);
-                    if *n == 0 {
-                        counts.remove(&target);
-                    }
-                }
-            });
-        }
-        // Whether the edge is new is decided by the database inside the unit, so an
-        // invite that follows a drop in the same transaction sees the drop.
-        let pos = self.positions.reserve_in(unit);
-        let new = Edge { state: Subscription::Pending, ts: self.clock.now_ms(), pos };
-        let row = lists::row_of(&edge.watcher, &edge.target, new);
-        let asked = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let asked_in = Arc::clone(&asked);
-        unit.write(move |s| {
-            let state = s.subscription_state(&row.watcher, &row.target)?;
-            if state.is_none_or(|st| st == Subscription::Denied.as_str()) {
-                s.put_subscription(&row)?;
-                asked_in.store(true, std::sync::atomic::Ordering::SeqCst);
-            }
-            Ok(())
-        });
-        let (lists, notifier) = (Arc::clone(&self.lists), Arc::clone(&self.notifier));
-        unit.after(move |ok| {
-            if ok && asked.load(std::sync::atomic::Ordering::SeqCst) {
-                lists.put(&edge.watcher, &edge.target, new);
-                notifier.bump(&edge.target, new.pos);
-            }
-        });
-        Ok(Handled::Applied)
-    }
-
-    /// A remote user answered one of ours.
-    fn receive_answer(&self, origin: &str, answer: AnswerEdu, unit: &mut Unit) -> Handled {
-        if let Some(refusal) = refused(from_origin(&answer.target, origin).and(self.require_local(&answer.watcher))) {
-            return refusal;
-        }
-        if self.lists.get(&answer.watcher, &answer.target).is_none() {
-            return Handled::Refused(format!("{} never asked to watch {}", answer.watcher, answer.target));
-        }
-        let state = if answer.allow { Subscription::Accepted } else { Subscription::Denied };
-        let pos = self.positions.reserve_in(unit);
-        let edge = Edge { state, ts: self.clock.now_ms(), pos };
-        self.put_edge(unit, &answer.watcher, &answer.target, edge, &[&answer.watcher]);
-        // Accepted: the sender may now subscribe to the target.
-        let (outbound, origin) = (Arc::clone(&self.outbound), origin.to_owned());
-        unit.after(move |ok| {
-            if ok {
-                outbound.wake(&origin);
-            }
-        });
-        Handled::Applied
-    }
-
-    /// A remote watcher stops watching one of ours.
-    fn receive_drop(&self, origin: &str, edge: WatchEdge, unit: &mut Unit) -> Handled {
-        if let Some(refusal) = refused(from_origin(&edge.watcher, origin).and(self.require_local(&edge.target))) {
-            return refusal;
-        }
-        // Unconditional: an invite earlier in the same transaction is in the unit, not
-        // yet in memory.
-        self.remove_edge(unit, &edge.watcher, &edge.target);
-        Handled::Applied
     }
 
     /// `origin` changes which of our users it wants pushed; it is owed their current

@@ -2,6 +2,7 @@
 //! presence lists with consent, and the same across servers. See [`PresenceService`]
 //! and, for peers, [`PresencePeers`].
 
+mod consent;
 pub mod edus;
 mod fanout;
 mod federation;
@@ -12,6 +13,7 @@ mod sources;
 pub mod state;
 mod watchdog;
 
+pub use consent::Consent;
 pub use federation::{PresencePeers, WatchdogDue, subscription_change};
 pub use lists::{Edge, PresenceLists, Subscription};
 pub use service::{PresenceService, SyncGuard, UserView};

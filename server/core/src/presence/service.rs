@@ -16,17 +16,16 @@ use std::time::Duration;
 use ruma::presence::PresenceState;
 use ruma::{OwnedUserId, UserId};
 
-use super::edus::{self, AnswerEdu, WatchEdge};
 use super::fanout::Fanout;
-use super::lists::{self, Edge, PresenceLists, Subscription};
+use super::lists::{Edge, PresenceLists, Subscription};
 use super::state::{CarriedOver, Snapshot, Timings, UserPresence};
 use crate::clock::SharedClock;
 use crate::config::PresenceConfig;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 use crate::ids::is_local;
 use crate::metrics::Metrics;
 use crate::outbound::Outbound;
-use crate::storage::{Db, Pending, Unit, presence as store};
+use crate::storage::{Db, Pending, presence as store};
 use crate::stream::{Notifier, Positions};
 use crate::sync::SyncRange;
 use crate::timers::Deadlines;
@@ -102,14 +101,8 @@ pub struct PresenceService {
     dirty: Arc<Mutex<HashSet<OwnedUserId>>>,
     deadlines: Deadlines<OwnedUserId>,
     pub(super) metrics: Arc<Metrics>,
-    /// The most users one list holds, and the most requests pending for one user.
-    pub(super) max_list_entries: usize,
     /// Users who explicitly started (true) or stopped (false) watching their list.
     polling: Mutex<HashMap<OwnedUserId, bool>>,
-    /// Per target, invites from peers accepted into units not yet in memory, so the
-    /// `max_list_entries` cap on pending requests holds within one transaction and
-    /// across concurrent ones.
-    pub(super) invites_in_flight: Arc<Mutex<HashMap<OwnedUserId, usize>>>,
 }
 
 /// Keeps a device counted as syncing while alive; dropping it ends the sync, also
@@ -208,9 +201,7 @@ impl PresenceService {
             dirty: Arc::new(Mutex::new(HashSet::new())),
             deadlines: Deadlines::new(),
             metrics,
-            max_list_entries: config.max_list_entries,
             polling: Mutex::new(HashMap::new()),
-            invites_in_flight: Arc::new(Mutex::new(HashMap::new())),
         });
         // Publish whatever lapsed while we were down, and arm every timer.
         for user in known {
@@ -513,11 +504,6 @@ impl PresenceService {
         self.lists.pending_for(target).into_iter().filter(|(_, e)| range.contains(e.pos)).collect()
     }
 
-    /// Every pending request to `target`.
-    pub fn requests(&self, target: &UserId) -> Vec<(OwnedUserId, Edge)> {
-        self.lists.pending_for(target)
-    }
-
     /// `watcher`'s presence list: each target with the answer and, where allowed, presence.
     pub fn list(&self, watcher: &UserId) -> Vec<(Edge, UserView)> {
         self.lists
@@ -532,128 +518,6 @@ impl PresenceService {
                 (edge, view)
             })
             .collect()
-    }
-
-    fn list_full(&self) -> Error {
-        Error::new(
-            ErrorKind::LimitExceeded { retry_after_ms: 0 },
-            format!("a presence list holds at most {} users (presence.max_list_entries)", self.max_list_entries),
-        )
-    }
-
-    /// Check, before anything changes, that `watcher`'s list stays within
-    /// `max_list_entries` once `drop` is dropped and `invite` invited (in that order);
-    /// the error [`PresenceService::invite`] would give part-way otherwise.
-    pub fn check_list_room(&self, watcher: &UserId, invite: &[OwnedUserId], drop: &[OwnedUserId]) -> Result<()> {
-        let listed = |t: &UserId| self.lists.get(watcher, t).is_some();
-        let dropped: HashSet<&UserId> = drop.iter().map(AsRef::as_ref).filter(|t| listed(t)).collect();
-        let added: HashSet<&UserId> =
-            invite.iter().map(AsRef::as_ref).filter(|t| !listed(t) || dropped.contains(t)).collect();
-        let after = self.lists.watching_count(watcher).saturating_sub(dropped.len()) + added.len();
-        if after > self.max_list_entries { Err(self.list_full()) } else { Ok(()) }
-    }
-
-    /// `watcher` asks to watch `target`. Asking again while pending or accepted changes nothing;
-    /// asking again after a refusal asks anew. Beyond `max_list_entries` (the
-    /// watcher's list, or the requests pending for the target) it is refused.
-    pub async fn invite(&self, watcher: &UserId, target: &UserId) -> Result<()> {
-        if watcher == target {
-            return Err(Error::invalid_param("you always see your own presence; you cannot watch yourself"));
-        }
-        if is_local(target, &self.server_name) {
-            let t = target.to_string();
-            if !self.db.read(move |s| s.user_exists(&t)).await? {
-                return Err(Error::not_found(format!("there is no user {target}")));
-            }
-        }
-        let existing = self.lists.get(watcher, target);
-        if existing.is_some_and(|e| e.state != Subscription::Denied) {
-            return Ok(());
-        }
-        if existing.is_none() && self.lists.watching_count(watcher) >= self.max_list_entries {
-            return Err(self.list_full());
-        }
-        if self.lists.pending_for(target).len() >= self.max_list_entries {
-            return Err(Error::new(
-                ErrorKind::LimitExceeded { retry_after_ms: 0 },
-                format!(
-                    "{target} has {} requests waiting, the most presence.max_list_entries allows",
-                    self.max_list_entries
-                ),
-            ));
-        }
-        let mut unit = Unit::new();
-        let pos = self.positions.reserve_in(&mut unit);
-        let edge = Edge { state: Subscription::Pending, ts: self.clock.now_ms(), pos };
-        self.put_edge(&mut unit, watcher, target, edge, &[target]);
-        if !is_local(target, &self.server_name) {
-            let content = serde_json::json!(WatchEdge { watcher: watcher.to_owned(), target: target.to_owned() });
-            self.outbound.queue_in(&mut unit, target.server_name().as_str(), edus::INVITE, &content);
-        }
-        self.db.submit_unit(unit).wait().await
-    }
-
-    /// Write edge watcher → target in `unit`; once committed, mirror it and wake `wake`.
-    pub(super) fn put_edge(&self, unit: &mut Unit, watcher: &UserId, target: &UserId, edge: Edge, wake: &[&UserId]) {
-        let row = lists::row_of(watcher, target, edge);
-        unit.write(move |s| s.put_subscription(&row));
-        let (lists, notifier) = (Arc::clone(&self.lists), Arc::clone(&self.notifier));
-        let (w, t) = (watcher.to_owned(), target.to_owned());
-        let wake: Vec<OwnedUserId> = wake.iter().map(|u| (*u).to_owned()).collect();
-        unit.after(move |ok| {
-            if ok {
-                lists.put(&w, &t, edge);
-                for user in &wake {
-                    notifier.bump(user, edge.pos);
-                }
-            }
-        });
-    }
-
-    /// Remove edge watcher → target in `unit`; once committed, unmirror it.
-    pub(super) fn remove_edge(&self, unit: &mut Unit, watcher: &UserId, target: &UserId) {
-        let (w, t) = (watcher.to_string(), target.to_string());
-        unit.write(move |s| s.delete_subscription(&w, &t));
-        let (lists, fanout) = (Arc::clone(&self.lists), Arc::clone(&self.fanout));
-        let (w, t) = (watcher.to_owned(), target.to_owned());
-        unit.after(move |ok| {
-            if ok {
-                lists.remove(&w, &t);
-                fanout.interest_changed(&w);
-            }
-        });
-    }
-
-    /// `watcher` stops watching `target` (or withdraws the request).
-    pub async fn drop_watch(&self, watcher: &UserId, target: &UserId) -> Result<()> {
-        if self.lists.get(watcher, target).is_none() {
-            return Ok(());
-        }
-        let mut unit = Unit::new();
-        self.remove_edge(&mut unit, watcher, target);
-        if !is_local(target, &self.server_name) {
-            let content = serde_json::json!(WatchEdge { watcher: watcher.to_owned(), target: target.to_owned() });
-            self.outbound.queue_in(&mut unit, target.server_name().as_str(), edus::DROP, &content);
-        }
-        self.db.submit_unit(unit).wait().await
-    }
-
-    /// `target` answers `watcher`'s request; `allow: false` also revokes an accepted watcher.
-    pub async fn answer(&self, target: &UserId, watcher: &UserId, allow: bool) -> Result<()> {
-        let edge = self.lists.require(watcher, target)?;
-        let state = if allow { Subscription::Accepted } else { Subscription::Denied };
-        if edge.state == state {
-            return Ok(());
-        }
-        let mut unit = Unit::new();
-        let pos = self.positions.reserve_in(&mut unit);
-        self.put_edge(&mut unit, watcher, target, Edge { state, ts: self.clock.now_ms(), pos }, &[watcher, target]);
-        if !is_local(watcher, &self.server_name) {
-            let content =
-                serde_json::json!(AnswerEdu { watcher: watcher.to_owned(), target: target.to_owned(), allow });
-            self.outbound.queue_in(&mut unit, watcher.server_name().as_str(), edus::ANSWER, &content);
-        }
-        self.db.submit_unit(unit).wait().await
     }
 
     /// Write the rows of dirty users (refreshed last-seen times, failed writes) and
