@@ -4,7 +4,9 @@
 mod admin;
 mod config;
 mod create_user;
+mod listener;
 mod serve;
+mod tls;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
