@@ -10,9 +10,12 @@
 //! - at most `max_connections` connections are open at once. When the bound is
 //!   reached the loop stops accepting: further connections wait in the kernel's listen
 //!   backlog (they are not refused) until one closes, and the bound being hit is
-//!   logged at most once per [`LOG_EVERY`]. The bound is also kept below the process's
-//!   file-descriptor limit, so the database and outgoing federation always have
-//!   descriptors left.
+//!   logged at most once per [`LOG_EVERY`]. While at the bound ("under pressure"),
+//!   idle keep-alive connections are closed at once and a connection still waiting
+//!   for its head gets at most [`PRESSURE_HEADER_TIMEOUT`], so a flood of silent
+//!   sockets cannot hold the backlog for long. The bound is also kept below the
+//!   process's file-descriptor limit, so the database and outgoing federation always
+//!   have descriptors left.
 //!
 //! Shutdown: when `shutdown` resolves (it also wakes the waiting `/sync`s) the loop
 //! stops accepting, every connection finishes the request in flight and closes, and
@@ -44,6 +47,11 @@ const FD_RESERVE: u64 = 64;
 /// Pause after an accept error that is not about one connection (out of file
 /// descriptors, say), so the loop does not spin.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+/// While at the bound, a connection waiting for its request head is closed this long
+/// after it opened (if `request_header_timeout_ms` is not shorter).
+pub const PRESSURE_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Pressure ends when at least this share (1/N) of the bound is free again.
+const PRESSURE_RELIEF_SHARE: usize = 8;
 /// The first byte of a TLS handshake record.
 const TLS_HANDSHAKE: u8 = 0x16;
 
@@ -70,14 +78,21 @@ pub async fn serve(
     let max = effective_bound(limits.max_connections, fd_soft_limit());
     let permits = Arc::new(Semaphore::new(max));
     let (closing_tx, closing_rx) = watch::channel(false);
+    let (pressure_tx, pressure_rx) = watch::channel(false);
     let bound_log = Throttle::new(LOG_EVERY);
     let accept_log = Throttle::new(LOG_EVERY);
     let plain_log = Arc::new(Throttle::new(LOG_EVERY));
     tokio::pin!(shutdown);
     loop {
         let permit = match Arc::clone(&permits).try_acquire_owned() {
-            Ok(permit) => permit,
+            Ok(permit) => {
+                if *pressure_tx.borrow() && permits.available_permits() >= max / PRESSURE_RELIEF_SHARE {
+                    pressure_tx.send_replace(false);
+                }
+                permit
+            }
             Err(_) => {
+                pressure_tx.send_replace(true);
                 if let Some(suppressed) = bound_log.ready() {
                     tracing::warn!(
                         max_connections = max,
@@ -114,6 +129,7 @@ pub async fn serve(
             app: app.clone(),
             limits,
             closing: closing_rx.clone(),
+            pressure: pressure_rx.clone(),
             plain_log: Arc::clone(&plain_log),
             _permit: permit,
         };
@@ -212,11 +228,21 @@ enum Phase {
 struct ConnState {
     phase: Mutex<Phase>,
     limits: Limits,
+    /// Whether the listener is at its bound.
+    pressure: watch::Receiver<bool>,
+    /// Wakes the watchdog when the last request in flight ends (an idle deadline may
+    /// be earlier than the one it sleeps towards).
+    turned_idle: tokio::sync::Notify,
 }
 
 impl ConnState {
-    fn new(limits: Limits) -> Arc<Self> {
-        Arc::new(Self { phase: Mutex::new(Phase::Head(Instant::now())), limits })
+    fn new(limits: Limits, pressure: watch::Receiver<bool>) -> Arc<Self> {
+        Arc::new(Self {
+            phase: Mutex::new(Phase::Head(Instant::now())),
+            limits,
+            pressure,
+            turned_idle: tokio::sync::Notify::new(),
+        })
     }
 
     fn phase(&self) -> std::sync::MutexGuard<'_, Phase> {
@@ -251,8 +277,14 @@ impl ConnState {
 
     /// When the connection is due to be closed, and why; `None` while busy.
     fn deadline(&self) -> Option<(Instant, &'static str)> {
+        let pressure = *self.pressure.borrow();
+        let header = self.limits.request_header_timeout;
         match *self.phase() {
-            Phase::Head(since) => Some((since + self.limits.request_header_timeout, "request_header_timeout_ms")),
+            Phase::Head(since) if pressure && header > PRESSURE_HEADER_TIMEOUT => {
+                Some((since + PRESSURE_HEADER_TIMEOUT, "request_header_timeout_ms (shortened at max_connections)"))
+            }
+            Phase::Head(since) => Some((since + header, "request_header_timeout_ms")),
+            Phase::Idle(since) if pressure => Some((since, "keepalive_timeout_ms (idle at max_connections)")),
             Phase::Idle(since) => Some((since + self.limits.keepalive_timeout, "keepalive_timeout_ms")),
             Phase::Busy(_) => None,
         }
@@ -261,11 +293,22 @@ impl ConnState {
     /// Resolves with the timeout's name when the connection has overstayed it.
     async fn expired(&self) -> &'static str {
         let recheck = self.limits.request_header_timeout.min(self.limits.keepalive_timeout);
+        let mut pressure = self.pressure.clone();
         loop {
-            match self.deadline() {
+            let wait = match self.deadline() {
                 Some((at, why)) if at <= Instant::now() => return why,
-                Some((at, _)) => tokio::time::sleep_until(at).await,
-                None => tokio::time::sleep(recheck).await,
+                Some((at, _)) => tokio::time::sleep_until(at),
+                None => tokio::time::sleep(recheck),
+            };
+            tokio::select! {
+                () = wait => {}
+                () = self.turned_idle.notified() => {}
+                changed = pressure.changed() => {
+                    if changed.is_err() {
+                        // The listener is gone: no more pressure changes; plain timers.
+                        pressure = watch::channel(false).1;
+                    }
+                }
             }
         }
     }
@@ -282,6 +325,9 @@ impl Drop for InFlight {
             Phase::Busy(n) if n > 1 => Phase::Busy(n - 1),
             _ => Phase::Idle(Instant::now()),
         };
+        if let Phase::Idle(_) = *phase {
+            self.0.turned_idle.notify_one();
+        }
     }
 }
 
@@ -328,6 +374,7 @@ struct Connection {
     app: Router,
     limits: Limits,
     closing: watch::Receiver<bool>,
+    pressure: watch::Receiver<bool>,
     plain_log: Arc<Throttle>,
     /// Held until the connection has closed: the `max_connections` bound.
     _permit: OwnedSemaphorePermit,
@@ -336,7 +383,7 @@ struct Connection {
 impl Connection {
     async fn run(self, stream: TcpStream, tls: Option<TlsAcceptor>) {
         let _ = stream.set_nodelay(true);
-        let state = ConnState::new(self.limits);
+        let state = ConnState::new(self.limits, self.pressure.clone());
         let remote = self.remote;
         let io = Tracked { inner: stream, state: Arc::clone(&state) };
         let serve = async {
@@ -473,7 +520,8 @@ mod tests {
             keepalive_timeout: Duration::from_millis(2000),
             max_connections: 1,
         };
-        let state = ConnState::new(limits);
+        let (pressure_tx, pressure_rx) = watch::channel(false);
+        let state = ConnState::new(limits, pressure_rx);
         let start = Instant::now();
         assert_eq!(state.deadline().map(|(_, why)| why), Some("request_header_timeout_ms"));
         let in_flight = state.begin_request();
@@ -485,5 +533,34 @@ mod tests {
         assert!(start.elapsed() >= Duration::from_secs(62));
         state.on_read();
         assert_eq!(state.deadline().map(|(_, why)| why), Some("request_header_timeout_ms"));
+        drop(state.begin_request());
+        let idle_since = Instant::now();
+        // At the bound an idle connection is due at once, and a head gets less time.
+        pressure_tx.send_replace(true);
+        assert_eq!(state.deadline(), Some((idle_since, "keepalive_timeout_ms (idle at max_connections)")));
+        state.on_read();
+        assert_eq!(state.deadline().map(|(_, why)| why), Some("request_header_timeout_ms"), "500 ms < 5 s");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pressure_wakes_an_idle_connection() {
+        let limits = Limits {
+            request_header_timeout: Duration::from_secs(30),
+            keepalive_timeout: Duration::from_secs(75),
+            max_connections: 1,
+        };
+        let (pressure_tx, pressure_rx) = watch::channel(false);
+        let state = ConnState::new(limits, pressure_rx);
+        drop(state.begin_request());
+        let start = Instant::now();
+        let expired = tokio::spawn({
+            let state = Arc::clone(&state);
+            async move { state.expired().await }
+        });
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        pressure_tx.send_replace(true);
+        let why = expired.await.expect("the watchdog");
+        assert_eq!(why, "keepalive_timeout_ms (idle at max_connections)");
+        assert!(start.elapsed() < Duration::from_secs(11), "{:?}", start.elapsed());
     }
 }

@@ -6,7 +6,8 @@
 //! timeouts is answered normally; with `max_connections` silent sockets open the
 //! server logs that the bound is hit, a new client waits in the backlog (it is served
 //! only after the silent ones time out, which a server without the bound would not
-//! need) and is then served.
+//! need) and is then served; at the bound, idle keep-alive connections are closed at
+//! once to make room.
 
 use std::time::Duration;
 
@@ -187,4 +188,31 @@ async fn with_max_connections_silent_sockets_a_new_client_waits_then_is_served()
         let (got, _) = read_until_closed(&mut s, Duration::from_secs(10)).await;
         assert!(got.is_empty());
     }
+}
+
+#[tokio::test]
+async fn at_max_connections_idle_keepalive_connections_make_room() {
+    const MAX: usize = 5;
+    const KEEPALIVE_MS: u64 = 60_000;
+    let hs =
+        TestServer::start(opts("room.test", 30_000, KEEPALIVE_MS).with_key("", "max_connections", &MAX.to_string()))
+            .await;
+
+    // MAX kept-alive connections, each idle after one answered request.
+    let mut idle = Vec::new();
+    for _ in 0..MAX {
+        let mut conn = TcpStream::connect(hs.addr()).await.expect("connect");
+        conn.write_all(b"GET /_matrix/client/versions HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").await.expect("write");
+        let answer = read_response(&mut conn).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        idle.push(conn);
+    }
+    // The bound is reached: the idle ones are closed long before keepalive_timeout_ms.
+    for mut conn in idle {
+        let (got, _) = read_until_closed(&mut conn, Duration::from_secs(10)).await;
+        assert!(got.is_empty(), "{:?}", String::from_utf8_lossy(&got));
+    }
+    let (status, _) = Client::new(hs.base_url()).get("/_matrix/client/versions").await;
+    assert_eq!(status, 200);
+    assert!(hs.log().contains("max_connections reached"), "the bound was not logged");
 }
