@@ -6,7 +6,7 @@
 //! crosses, the peers' URLs are `https://`, and the clients of the test talk HTTPS
 //! too); a peer whose certificate comes from a CA the sender does not trust is refused
 //! (its log says why, nothing arrives, and once the sender trusts that CA the queued
-//! invite arrives); plain HTTP on the TLS port gets a clean 400 and the server keeps
+//! invite arrives); so is a peer whose certificate has expired; plain HTTP on the TLS port gets a clean 400 and the server keeps
 //! serving; after SIGHUP the server presents the new certificate without a restart.
 
 use std::path::{Path, PathBuf};
@@ -47,6 +47,17 @@ impl Ca {
             CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned(), server_name.to_owned()])
                 .expect("leaf params");
         params.distinguished_name.push(DnType::CommonName, server_name);
+        let cert = params.signed_by(&key, &self.cert, &self.key).expect("leaf signed by the CA");
+        (cert.pem(), key.serialize_pem())
+    }
+
+    /// Like [`Ca::leaf`], valid only during 2020: long expired.
+    fn expired_leaf(&self, server_name: &str) -> (String, String) {
+        let key = KeyPair::generate().expect("leaf key");
+        let mut params =
+            CertificateParams::new(vec!["127.0.0.1".to_owned(), server_name.to_owned()]).expect("leaf params");
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2021, 1, 1);
         let cert = params.signed_by(&key, &self.cert, &self.key).expect("leaf signed by the CA");
         (cert.pem(), key.serialize_pem())
     }
@@ -248,6 +259,50 @@ async fn a_peer_whose_certificate_comes_from_an_untrusted_ca_is_refused() {
     opts.extra_keys.push(("federation".into(), "ca_file".into(), toml_string(&both.to_string_lossy())));
     alpha.restart().await;
     wait_request(&bob, &alice.user_id).await;
+}
+
+#[tokio::test]
+async fn a_peer_with_an_expired_certificate_is_refused_with_the_reason_logged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = Ca::new("Tidings test CA");
+    let ca_file = write_ca_file(dir.path(), "ca.pem", &[ca.pem()]);
+    let alpha_tls = ca.tls_files(dir.path(), "alpha.test");
+    let beta_tls = ca.tls_files(dir.path(), "beta.test");
+    let servers = TestServer::start_federation(vec![
+        tls_opts("alpha.test", alpha_tls, &ca_file),
+        tls_opts("beta.test", beta_tls.clone(), &ca_file),
+    ])
+    .await;
+    let (a, b) = (&servers[0], &servers[1]);
+    let alice = a.register("alice", PW).await;
+    let bob = b.register("bob", PW).await;
+    let admin_b = b.create_admin("root", PW).await;
+
+    // beta's certificate is replaced by an expired one (picked up by SIGHUP).
+    let log_before = b.log().len();
+    let (cert, key) = ca.expired_leaf("beta.test");
+    std::fs::write(&beta_tls.key, key).expect("writing the key");
+    std::fs::write(&beta_tls.cert, cert).expect("writing the certificate");
+    let pid = b.pid().expect("beta runs");
+    let status = std::process::Command::new("kill").arg("-HUP").arg(pid.to_string()).status().expect("kill -HUP");
+    assert!(status.success());
+    eventually(Duration::from_secs(10), || async {
+        b.log().get(log_before..).is_some_and(|l| l.contains("TLS certificate reloaded"))
+    })
+    .await;
+
+    invite(&alice, &bob.user_id).await;
+    let reason = eventually(Duration::from_secs(15), || async {
+        a.log().lines().find(|l| l.contains("transaction not delivered") && l.contains("beta.test")).map(str::to_owned)
+    })
+    .await;
+    assert!(
+        reason.contains("Expired") || reason.contains("expired"),
+        "the log does not say the certificate expired: {reason}"
+    );
+    let stats = peer_stats(&admin_b, "alpha.test").await;
+    assert_eq!(stats["txns_received"], json!(0), "{stats}");
+    assert!(requesters(&bob).await.is_empty(), "bob got a request through an expired certificate");
 }
 
 #[tokio::test]
