@@ -55,6 +55,21 @@ const PRESSURE_RELIEF_SHARE: usize = 8;
 /// The first byte of a TLS handshake record.
 const TLS_HANDSHAKE: u8 = 0x16;
 
+/// The listen backlog: where connections wait while the bound is reached (the kernel
+/// caps it at `net.core.somaxconn`). std's default of 128 made a burst of connects
+/// drop SYNs and retry a second later.
+pub const LISTEN_BACKLOG: u32 = 1024;
+
+/// Bind the listener like std does (`SO_REUSEADDR`), with a [`LISTEN_BACKLOG`] deep
+/// backlog.
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// The listener's bounds, from the configuration.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {

@@ -20,8 +20,7 @@ use crate::config::Config;
 
 /// Run the homeserver with `config` until a shutdown signal.
 pub async fn serve(config: Config) -> Result<(), String> {
-    let listener = TcpListener::bind(config.listen)
-        .await
+    let listener = crate::listener::bind(config.listen)
         .map_err(|e| format!("cannot listen on {} (listen): {e}", config.listen))?;
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
