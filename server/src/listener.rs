@@ -52,6 +52,11 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 pub const PRESSURE_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Pressure ends when at least this share (1/N) of the bound is free again.
 const PRESSURE_RELIEF_SHARE: usize = 8;
+/// Pressure lasts at least this long after the bound was last hit, so that every
+/// idle connection sees it before the room it made ends it.
+const PRESSURE_MIN: Duration = Duration::from_secs(1);
+/// How often an idle accept loop under pressure checks whether it has ended.
+const PRESSURE_RELIEF_CHECK: Duration = Duration::from_millis(250);
 /// The first byte of a TLS handshake record.
 const TLS_HANDSHAKE: u8 = 0x16;
 
@@ -97,17 +102,19 @@ pub async fn serve(
     let bound_log = Throttle::new(LOG_EVERY);
     let accept_log = Throttle::new(LOG_EVERY);
     let plain_log = Arc::new(Throttle::new(LOG_EVERY));
+    let mut pressure_since = Instant::now();
+    let mut relief = tokio::time::interval(PRESSURE_RELIEF_CHECK);
+    relief.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
-    loop {
+    'accepting: loop {
         let permit = match Arc::clone(&permits).try_acquire_owned() {
             Ok(permit) => {
-                if *pressure_tx.borrow() && permits.available_permits() >= max / PRESSURE_RELIEF_SHARE {
-                    pressure_tx.send_replace(false);
-                }
+                relieve(&pressure_tx, pressure_since, permits.available_permits(), max);
                 permit
             }
             Err(_) => {
                 pressure_tx.send_replace(true);
+                pressure_since = Instant::now();
                 if let Some(suppressed) = bound_log.ready() {
                     tracing::warn!(
                         max_connections = max,
@@ -117,27 +124,34 @@ pub async fn serve(
                 }
                 tokio::select! {
                     permit = Arc::clone(&permits).acquire_owned() => permit.map_err(|e| e.to_string())?,
-                    () = &mut shutdown => break,
+                    () = &mut shutdown => break 'accepting,
                 }
             }
         };
-        let (stream, remote) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) if is_connection_error(&e) => continue,
-                Err(e) => {
-                    if let Some(suppressed) = accept_log.ready() {
-                        tracing::warn!(error = %e, suppressed, open = max.saturating_sub(permits.available_permits() + 1),
-                            "cannot accept a connection (file descriptors exhausted?); retrying");
-                    }
-                    drop(permit);
-                    tokio::select! {
-                        () = tokio::time::sleep(ACCEPT_ERROR_PAUSE) => continue,
-                        () = &mut shutdown => break,
-                    }
+        // Pressure also ends while waiting here, once enough connections closed.
+        let accepted = loop {
+            tokio::select! {
+                accepted = listener.accept() => break accepted,
+                () = &mut shutdown => break 'accepting,
+                _ = relief.tick(), if *pressure_tx.borrow() => {
+                    relieve(&pressure_tx, pressure_since, permits.available_permits() + 1, max);
                 }
-            },
-            () = &mut shutdown => break,
+            }
+        };
+        let (stream, remote) = match accepted {
+            Ok(accepted) => accepted,
+            Err(e) if is_connection_error(&e) => continue,
+            Err(e) => {
+                if let Some(suppressed) = accept_log.ready() {
+                    tracing::warn!(error = %e, suppressed, open = max.saturating_sub(permits.available_permits() + 1),
+                        "cannot accept a connection (file descriptors exhausted?); retrying");
+                }
+                drop(permit);
+                tokio::select! {
+                    () = tokio::time::sleep(ACCEPT_ERROR_PAUSE) => continue,
+                    () = &mut shutdown => break 'accepting,
+                }
+            }
         };
         let conn = Connection {
             remote,
@@ -156,6 +170,14 @@ pub async fn serve(
     let all = u32::try_from(max).unwrap_or(u32::MAX);
     let _all_closed = permits.acquire_many(all).await.map_err(|e| e.to_string())?;
     Ok(())
+}
+
+/// End the pressure when it has lasted [`PRESSURE_MIN`] and `free` of the `max`
+/// slots are at least a [`PRESSURE_RELIEF_SHARE`]th.
+fn relieve(pressure: &watch::Sender<bool>, since: Instant, free: usize, max: usize) {
+    if *pressure.borrow() && since.elapsed() >= PRESSURE_MIN && free >= (max / PRESSURE_RELIEF_SHARE).max(1) {
+        pressure.send_replace(false);
+    }
 }
 
 /// Errors of `accept` that concern only the connection being accepted.
