@@ -1,5 +1,7 @@
 //! `[federation]` and `[[federation.peers]]`: watchdog timings and the static peer map.
 
+use std::path::PathBuf;
+
 use serde::Deserialize;
 
 /// `[federation]`.
@@ -10,13 +12,16 @@ pub struct FederationConfig {
     pub short_watchdog_ms: u64,
     /// Per peer: reset by a status reminder; expiries are staggered across peers.
     pub long_watchdog_ms: u64,
+    /// Optional PEM file of more CA certificates trusted for `https://` peers, besides
+    /// the system roots. A relative path is resolved by whoever loads the file.
+    pub ca_file: Option<PathBuf>,
     /// The static peer map; it overrides server discovery.
     pub peers: Vec<PeerConfig>,
 }
 
 impl Default for FederationConfig {
     fn default() -> Self {
-        Self { short_watchdog_ms: 60_000, long_watchdog_ms: 3_600_000, peers: Vec::new() }
+        Self { short_watchdog_ms: 60_000, long_watchdog_ms: 3_600_000, ca_file: None, peers: Vec::new() }
     }
 }
 
@@ -35,6 +40,9 @@ impl FederationConfig {
     pub fn validate(&self) -> Result<(), String> {
         if self.short_watchdog_ms == 0 || self.long_watchdog_ms == 0 {
             return Err("federation.short_watchdog_ms and federation.long_watchdog_ms must be above 0".into());
+        }
+        if self.ca_file.is_some() {
+            crate::http::extra_roots(self)?;
         }
         let mut seen = std::collections::HashSet::new();
         for peer in &self.peers {

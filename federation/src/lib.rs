@@ -60,12 +60,14 @@ pub struct PeerStatus {
 }
 
 impl Federation {
-    /// Federation for `core`, signing with `key`, over the HTTP transport.
-    pub fn new(core: Core, key: ServerKey, config: &FederationConfig, max_body: usize) -> Arc<Self> {
+    /// Federation for `core`, signing with `key`, over the HTTP transport. Transactions
+    /// and key fetches share one client, TLS-verified as [`http::HttpTransport::client`]
+    /// says; it fails when `federation.ca_file` cannot be used.
+    pub fn new(core: Core, key: ServerKey, config: &FederationConfig, max_body: usize) -> Result<Arc<Self>, String> {
         let key = Arc::new(key);
-        let http = http::HttpTransport::client();
+        let http = http::HttpTransport::client(config)?;
         let transport = Arc::new(http::HttpTransport::new(http.clone(), Arc::clone(&key), &core.server_name));
-        Self::with_transport(core, key, config, max_body, http, transport)
+        Ok(Self::with_transport(core, key, config, max_body, http, transport))
     }
 
     /// Federation over a given transport (the link, or a test's).

@@ -108,6 +108,7 @@ async fn site(name: &str, peer: &str, clock: SharedClock, seed: u8) -> Site {
     let config = FederationConfig {
         short_watchdog_ms: SHORT_MS,
         long_watchdog_ms: LONG_MS,
+        ca_file: None,
         peers: vec![PeerConfig { server_name: peer.to_owned(), url: format!("http://{peer}:8008") }],
     };
     let federation =

@@ -19,6 +19,20 @@ pub enum Registration {
     Closed,
 }
 
+/// The largest `max_connections` accepted (a semaphore's permits are `u32`; far
+/// beyond any file-descriptor limit anyway).
+const MAX_CONNECTIONS_LIMIT: usize = 1 << 20;
+
+/// `[tls]`: the listener's certificate, reloaded on SIGHUP and when the files change.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain, the server's own certificate first.
+    pub cert: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
 /// The whole configuration.
 #[derive(Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -35,6 +49,17 @@ pub struct Config {
     pub max_request_bytes: usize,
     /// A token a Prometheus scraper may use for the metrics endpoint only.
     pub metrics_token: Option<String>,
+    /// A connection that has not sent a whole request head this long after it opened
+    /// (or after the first byte of a later request) is closed.
+    pub request_header_timeout_ms: u64,
+    /// A keep-alive connection with no request in flight is closed after this long
+    /// (a waiting long-poll `/sync` is in flight, so not idle).
+    pub keepalive_timeout_ms: u64,
+    /// At most this many client connections are open at once; further ones wait in
+    /// the listen backlog until one closes.
+    pub max_connections: usize,
+    /// `[tls]`: when present the listener speaks HTTPS.
+    pub tls: Option<TlsConfig>,
     /// `[presence]`.
     pub presence: PresenceConfig,
     /// `[rate_limits]`.
@@ -52,6 +77,10 @@ impl std::fmt::Debug for Config {
             .field("registration", &self.registration)
             .field("max_request_bytes", &self.max_request_bytes)
             .field("metrics_token", &self.metrics_token.as_ref().map(|_| "<redacted>"))
+            .field("request_header_timeout_ms", &self.request_header_timeout_ms)
+            .field("keepalive_timeout_ms", &self.keepalive_timeout_ms)
+            .field("max_connections", &self.max_connections)
+            .field("tls", &self.tls)
             .field("presence", &self.presence)
             .field("rate_limits", &self.rate_limits)
             .field("federation", &self.federation)
@@ -68,6 +97,10 @@ impl Default for Config {
             registration: None,
             max_request_bytes: 1_048_576,
             metrics_token: None,
+            request_header_timeout_ms: 30_000,
+            keepalive_timeout_ms: 75_000,
+            max_connections: 768,
+            tls: None,
             presence: PresenceConfig::default(),
             rate_limits: RateLimitConfig::default(),
             federation: FederationConfig::default(),
@@ -86,9 +119,19 @@ impl Config {
         let text =
             std::fs::read_to_string(path).map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
         let mut config: Config = toml::from_str(&text).map_err(|e| format!("config file {}: {e}", path.display()))?;
-        if config.data_dir.is_relative() {
-            let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-            config.data_dir = base.join(&config.data_dir);
+        let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let resolve = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        resolve(&mut config.data_dir);
+        if let Some(tls) = &mut config.tls {
+            resolve(&mut tls.cert);
+            resolve(&mut tls.key);
+        }
+        if let Some(ca) = &mut config.federation.ca_file {
+            resolve(ca);
         }
         config.validate().map_err(|e| format!("config file {}: {e}", path.display()))?;
         Ok(config)
@@ -133,6 +176,18 @@ impl Config {
             if !(rate.per_second.is_finite() && rate.per_second > 0.0) || rate.burst == 0 {
                 return Err(format!("rate_limits.{name}: per_second must be above 0 and burst at least 1"));
             }
+        }
+        if self.request_header_timeout_ms == 0 {
+            return Err("request_header_timeout_ms must be above 0".into());
+        }
+        if self.keepalive_timeout_ms == 0 {
+            return Err("keepalive_timeout_ms must be above 0".into());
+        }
+        if self.max_connections == 0 || self.max_connections > MAX_CONNECTIONS_LIMIT {
+            return Err(format!("max_connections must be between 1 and {MAX_CONNECTIONS_LIMIT}"));
+        }
+        if let Some(tls) = &self.tls {
+            crate::tls::load_certified_key(&tls.cert, &tls.key)?;
         }
         if self.metrics_token.as_ref().is_some_and(|t| t.len() < 16) {
             return Err("metrics_token must be at least 16 characters".into());
@@ -189,6 +244,25 @@ mod tests {
         assert!(e.contains("server_name"), "{e}");
         let e = parse("[[federation.peers]]\nserver_name = \"b.test\"\nurl = \"ftp://x\"\n").unwrap_err();
         assert!(e.contains("url"), "{e}");
+    }
+
+    #[test]
+    fn connection_keys_are_checked_and_named() {
+        let c = Config::load(None).expect("defaults");
+        assert_eq!((c.request_header_timeout_ms, c.keepalive_timeout_ms, c.max_connections), (30_000, 75_000, 768));
+        assert!(c.tls.is_none());
+        for (text, key) in [
+            ("request_header_timeout_ms = 0\n", "request_header_timeout_ms"),
+            ("keepalive_timeout_ms = 0\n", "keepalive_timeout_ms"),
+            ("max_connections = 0\n", "max_connections"),
+            ("[tls]\ncert = \"c.pem\"\n", "key"),
+            ("[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\nextra = 1\n", "extra"),
+            ("[tls]\ncert = \"missing-c.pem\"\nkey = \"k.pem\"\n", "tls.cert"),
+            ("[federation]\nca_file = \"missing-ca.pem\"\n", "federation.ca_file"),
+        ] {
+            let e = parse(text).unwrap_err();
+            assert!(e.contains(key), "{text}: {e}");
+        }
     }
 
     #[test]

@@ -5,7 +5,9 @@ mod admin;
 mod bodies;
 mod config;
 mod create_user;
+mod listener;
 mod serve;
+mod tls;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -1,7 +1,6 @@
 //! `tidings serve`: open the data directory, start the background tasks, serve HTTP
 //! until SIGINT or SIGTERM, then let requests finish and write everything down.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -21,8 +20,7 @@ use crate::config::Config;
 
 /// Run the homeserver with `config` until a shutdown signal.
 pub async fn serve(config: Config) -> Result<(), String> {
-    let listener = TcpListener::bind(config.listen)
-        .await
+    let listener = crate::listener::bind(config.listen)
         .map_err(|e| format!("cannot listen on {} (listen): {e}", config.listen))?;
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
@@ -64,12 +62,13 @@ pub async fn run(config: Config, listener: TcpListener, stop: watch::Receiver<bo
 
     let key = tidings_federation::keys::ServerKey::load_or_create(&config.data_dir)?;
     tracing::info!(key_id = key.key_id(), "signing key loaded");
-    let federation = Federation::new(core.clone(), key, &config.federation, config.max_request_bytes);
+    let federation = Federation::new(core.clone(), key, &config.federation, config.max_request_bytes)?;
     let federation_task = tokio::spawn(Arc::clone(&federation).run());
 
     let app = app(&config, core.clone(), federation);
+    let tls = config.tls.as_ref().map(crate::tls::Tls::start).transpose()?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    tracing::info!(%addr, server_name = %config.server_name, registration_open = config.registration_open(), "tidings is listening");
+    tracing::info!(%addr, server_name = %config.server_name, registration_open = config.registration_open(), tls = tls.is_some(), "tidings is listening");
 
     let notifier = Arc::clone(&core.notifier);
     let graceful = async move {
@@ -77,10 +76,10 @@ pub async fn run(config: Config, listener: TcpListener, stop: watch::Receiver<bo
         tracing::info!("shutting down: finishing requests in flight");
         notifier.close();
     };
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(graceful)
+    crate::listener::serve(listener, app, tls.as_ref().map(|t| t.acceptor.clone()), limits(&config), graceful)
         .await
         .map_err(|e| format!("server error: {e}"))?;
+    drop(tls);
     federation_task.abort();
     let mut housekeeping = housekeeping;
     if let Err(e) = housekeeping.shutdown().await {
@@ -90,6 +89,15 @@ pub async fn run(config: Config, listener: TcpListener, stop: watch::Receiver<bo
     core_task.await.map_err(|e| format!("background task failed: {e}"))?;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// The listener's bounds from the configuration.
+fn limits(config: &Config) -> crate::listener::Limits {
+    crate::listener::Limits {
+        request_header_timeout: std::time::Duration::from_millis(config.request_header_timeout_ms),
+        keepalive_timeout: std::time::Duration::from_millis(config.keepalive_timeout_ms),
+        max_connections: config.max_connections,
+    }
 }
 
 /// The whole HTTP application.

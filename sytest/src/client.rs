@@ -56,13 +56,27 @@ impl Client {
     ///
     /// If the HTTP client cannot be built (a broken TLS-less build of reqwest).
     pub fn new(base_url: impl Into<String>) -> Self {
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .pool_max_idle_per_host(0)
-            .timeout(REQUEST_TIMEOUT)
-            .build()
-            .expect("building the reqwest client");
-        let base_url = base_url.into().trim_end_matches('/').to_owned();
+        Self::build(base_url.into(), None)
+    }
+
+    /// A client for an `https://` server whose certificate is issued by the CA in
+    /// `ca_pem` (PEM), trusted besides the system roots.
+    ///
+    /// # Panics
+    ///
+    /// If `ca_pem` is not a PEM certificate or the client cannot be built.
+    pub fn with_root_ca(base_url: impl Into<String>, ca_pem: &[u8]) -> Self {
+        Self::build(base_url.into(), Some(ca_pem))
+    }
+
+    fn build(base_url: String, ca_pem: Option<&[u8]>) -> Self {
+        let mut builder = reqwest::Client::builder().no_proxy().pool_max_idle_per_host(0).timeout(REQUEST_TIMEOUT);
+        if let Some(pem) = ca_pem {
+            let ca = reqwest::Certificate::from_pem(pem).expect("the test CA is a PEM certificate");
+            builder = builder.use_rustls_tls().add_root_certificate(ca);
+        }
+        let http = builder.build().expect("building the reqwest client");
+        let base_url = base_url.trim_end_matches('/').to_owned();
         Client { http, base_url }
     }
 

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 /// Counter behind the default server names `hs1.test`, `hs2.test`, ...
@@ -33,6 +33,18 @@ impl Peer {
         }
         self
     }
+}
+
+/// `[tls]` of a test server: its certificate and key files, and the CA (PEM) that
+/// issued the certificate, which the harness's client trusts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// `[tls] cert`: the PEM certificate chain.
+    pub cert: PathBuf,
+    /// `[tls] key`: the PEM private key.
+    pub key: PathBuf,
+    /// The issuing CA's certificate, PEM.
+    pub ca_pem: String,
 }
 
 /// How to configure and run one test server.
@@ -81,6 +93,9 @@ pub struct ServerOptions {
     /// Raw TOML appended at the very end of the file, after every table; it should
     /// start with its own table header (e.g. `[feeds]`).
     pub extra_toml: String,
+    /// `[tls]`: when set the server listens in HTTPS, its base URL is `https://` and
+    /// the harness's client trusts [`TlsFiles::ca_pem`].
+    pub tls: Option<TlsFiles>,
 }
 
 impl Default for ServerOptions {
@@ -101,6 +116,7 @@ impl Default for ServerOptions {
             rust_log: None,
             extra_keys: Vec::new(),
             extra_toml: String::new(),
+            tls: None,
         }
     }
 }
@@ -189,6 +205,12 @@ impl ServerOptions {
             if !out.ends_with('\n') {
                 out.push('\n');
             }
+        }
+
+        if let Some(tls) = &self.tls {
+            let _ = writeln!(out, "\n[tls]");
+            let _ = writeln!(out, "cert = {}", toml_string(&tls.cert.to_string_lossy()));
+            let _ = writeln!(out, "key = {}", toml_string(&tls.key.to_string_lossy()));
         }
 
         let mut other_sections: Vec<&str> = Vec::new();

@@ -40,7 +40,7 @@ mod wait;
 
 pub use binary::tidings_bin;
 pub use client::{Client, RawResponse, Session, Syncer, assert_matrix_error, encode_component};
-pub use config::{Peer, ServerOptions, toml_string};
+pub use config::{Peer, ServerOptions, TlsFiles, toml_string};
 pub use ports::free_port;
 pub use reqwest::Method;
 pub use serde_json::{Value, json};

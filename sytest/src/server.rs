@@ -100,6 +100,22 @@ fn loopback_url(port: u16) -> String {
     format!("http://{}:{port}", Ipv4Addr::LOCALHOST)
 }
 
+/// The base URL of a server run with `opts` on `port`: `https://` when it has `[tls]`.
+fn server_url(opts: &ServerOptions, port: u16) -> String {
+    match &opts.tls {
+        Some(_) => format!("https://{}:{port}", Ipv4Addr::LOCALHOST),
+        None => loopback_url(port),
+    }
+}
+
+/// A client for a server run with `opts`, trusting its test CA when it has `[tls]`.
+fn client_for(opts: &ServerOptions, port: u16) -> Client {
+    match &opts.tls {
+        Some(tls) => Client::with_root_ca(server_url(opts, port), tls.ca_pem.as_bytes()),
+        None => Client::new(loopback_url(port)),
+    }
+}
+
 /// Whether a log says the listening address was taken.
 fn mentions_port_in_use(log: &str) -> bool {
     let log = log.to_lowercase();
@@ -134,7 +150,8 @@ impl TestServer {
             .expect("creating a temporary directory for a test server");
         let new_ports = opts.port.is_none();
         let port = opts.port.unwrap_or_else(free_port);
-        let mut server = TestServer { opts, port, dir, child: None, client: Client::new(loopback_url(port)) };
+        let client = client_for(&opts, port);
+        let mut server = TestServer { opts, port, dir, child: None, client };
         server.launch_with_retries(attempts, new_ports).await?;
         Ok(server)
     }
@@ -159,7 +176,7 @@ impl TestServer {
                 o.port = Some(ports[i]);
                 for (j, other) in opts.iter().enumerate() {
                     if j != i && !o.peers.iter().any(|p| p.server_name == other.server_name) {
-                        o.peers.push(Peer::new(&other.server_name, loopback_url(ports[j])));
+                        o.peers.push(Peer::new(&other.server_name, server_url(other, ports[j])));
                     }
                 }
                 match Self::start_inner(o, 1).await {
@@ -181,9 +198,9 @@ impl TestServer {
         }
     }
 
-    /// The base URL, `http://127.0.0.1:PORT`.
+    /// The base URL, `http://127.0.0.1:PORT` (`https://` with [`ServerOptions::tls`]).
     pub fn base_url(&self) -> String {
-        loopback_url(self.port)
+        server_url(&self.opts, self.port)
     }
 
     /// The listening address, on 127.0.0.1.
@@ -423,7 +440,7 @@ impl TestServer {
     /// Moves the server to another port (before a start).
     fn set_port(&mut self, port: u16) {
         self.port = port;
-        self.client = Client::new(loopback_url(port));
+        self.client = client_for(&self.opts, port);
     }
 
     /// [`TestServer::launch`] up to `attempts` times while the port is taken, on a new
