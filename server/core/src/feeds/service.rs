@@ -400,3 +400,124 @@ impl FeedService {
 fn not_subscribed() -> Error {
     Error::not_found("you do not subscribe to this feed")
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::clock::TokioClock;
+
+    /// One subscriber polls every 4 × this (without failures).
+    const MIN: u64 = 1_000;
+    const MAX: u64 = 60_000;
+
+    fn service(fetch: FeedFetch) -> Arc<FeedService> {
+        let config = FeedsConfig { fetch, min_interval_ms: MIN, max_interval_ms: MAX, ..FeedsConfig::default() };
+        let clock: SharedClock = Arc::new(TokioClock::new());
+        let positions = Arc::new(Positions::in_memory(0));
+        FeedService::new(crate::storage::memory(), clock, positions, Arc::new(Notifier::new()), &config)
+            .expect("service")
+    }
+
+    fn user(name: &str) -> ruma::OwnedUserId {
+        UserId::parse(format!("@{name}:hs.test")).expect("user id")
+    }
+
+    async fn fetches(svc: &FeedService, id: FeedId) -> (u64, Option<String>) {
+        let s = svc.status().await.expect("status");
+        let f = s.iter().find(|s| s.feed.feed_id == id).expect("feed");
+        (f.feed.fetches, f.feed.last_error.clone())
+    }
+
+    /// Under tokio's paused clock: a failing feed is polled at once, then backs off
+    /// (doubling, within the jitter) up to `max_interval_ms` but never stops; once
+    /// nobody subscribes it is not polled at all.
+    #[tokio::test(start_paused = true)]
+    async fn failing_feeds_back_off_and_unwatched_feeds_stop() {
+        let svc = service(FeedFetch::Peers);
+        let alice = user("alice");
+        // A literal public address: no DNS lookup, and "peers" never connects.
+        let id = svc.subscribe(&alice, "http://93.184.216.34/feed.xml").await.expect("subscribe");
+        assert_eq!(svc.subscribe(&alice, "http://93.184.216.34/feed.xml").await.expect("again"), id);
+        let runner = tokio::spawn(Arc::clone(&svc).run());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert_eq!(fetches(&svc, id).await, (1, Some(NO_PEER_MIRROR.to_owned())), "a new feed is polled at once");
+        let mut expected = 4 * MIN;
+        for round in 2..=8u64 {
+            expected = (expected * 2).min(MAX);
+            let now = svc.clock.now_ms();
+            let due = svc.next_poll(id).expect("a failing feed stays scheduled");
+            let wait = due - now;
+            assert!(
+                (expected..=expected + expected / 10).contains(&wait),
+                "round {round}: waits {wait}, not ~{expected}"
+            );
+            tokio::time::sleep(Duration::from_millis(wait - 1)).await;
+            assert_eq!(fetches(&svc, id).await.0, round - 1, "not before its deadline");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            assert_eq!(fetches(&svc, id).await.0, round);
+        }
+        svc.unsubscribe(&alice, id).await.expect("unsubscribe");
+        assert_eq!(svc.next_poll(id), None);
+        tokio::time::sleep(Duration::from_millis(10 * MAX)).await;
+        assert_eq!(fetches(&svc, id).await.0, 8, "an unwatched feed is not polled");
+        assert!(svc.unsubscribe(&alice, id).await.is_err(), "not subscribed any more");
+        runner.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_subscription_cap_names_its_key() {
+        let config = FeedsConfig { max_subscriptions_per_user: 1, ..FeedsConfig::default() };
+        let svc = FeedService::new(
+            crate::storage::memory(),
+            Arc::new(TokioClock::new()),
+            Arc::new(Positions::in_memory(0)),
+            Arc::new(Notifier::new()),
+            &config,
+        )
+        .expect("service");
+        let bob = user("bob");
+        svc.subscribe(&bob, "http://93.184.216.34/a").await.expect("first");
+        svc.subscribe(&bob, "http://93.184.216.34/a").await.expect("the same one again is not a new one");
+        let e = svc.subscribe(&bob, "http://93.184.216.34/b").await.expect_err("over the cap");
+        assert!(e.message().contains("feeds.max_subscriptions_per_user"), "{}", e.message());
+        let e = svc.subscribe(&bob, "http://10.0.0.1/feed").await.expect_err("private");
+        assert_eq!(e.kind(), ErrorKind::InvalidParam);
+    }
+
+    const V1: &str = r#"<rss version="2.0"><channel><title>T</title>
+        <item><guid>b</guid><title>Second</title></item>
+        <item><guid>a</guid><title>First</title></item></channel></rss>"#;
+
+    async fn store(svc: &FeedService, id: FeedId, doc: &str, now: u64) -> Option<u64> {
+        let parsed = parse(doc.as_bytes()).expect("parse");
+        let mut unit = Unit::new();
+        let last = svc.stage_items(&mut unit, id, &parsed, now).await.expect("stage");
+        svc.db.submit_unit(unit).wait().await.expect("commit");
+        last
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_changed_title_is_an_update_at_a_new_position() {
+        let svc = service(FeedFetch::Peers);
+        let carol = user("carol");
+        let id = svc.subscribe(&carol, "http://93.184.216.34/feed").await.expect("subscribe");
+        assert_eq!(store(&svc, id, V1, 1_000).await, Some(2));
+        let (items, next) = svc.items(&carol, id, None, 10).await.expect("items");
+        let titles: Vec<_> = items.iter().map(|i| i.title.as_str()).collect();
+        assert_eq!((titles, next), (vec!["First", "Second"], 2), "oldest in the document first");
+        assert_eq!(store(&svc, id, V1, 2_000).await, None, "an unchanged document writes nothing");
+        let first_id = items[0].item_id;
+        assert_eq!(store(&svc, id, &V1.replace("First", "First, corrected"), 3_000).await, Some(3));
+        let (changed, next) = svc.items(&carol, id, Some(2), 10).await.expect("items");
+        assert_eq!(changed.len(), 1);
+        assert_eq!((changed[0].item_id, changed[0].title.as_str(), next), (first_id, "First, corrected", 3));
+        assert_eq!(changed[0].published_ts, 1_000, "first seen, kept");
+        assert_eq!(changed[0].updated_ts, 3_000, "changed now");
+        let in_sync = svc.changes_for(&carol, 2, 3).await.expect("sync");
+        assert_eq!(in_sync.len(), 1);
+        assert!(svc.changes_for(&user("dave"), 0, 3).await.expect("sync").is_empty(), "only subscribers see items");
+        assert!(svc.items(&user("dave"), id, None, 10).await.is_err(), "not subscribed: 404");
+    }
+}
