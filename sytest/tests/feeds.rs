@@ -6,7 +6,8 @@
 //! subscribers share one feed polled once per interval; a restart adds no
 //! duplicates; unsubscribing stops polling; loopback URLs are refused when
 //! `allow_private_addresses = false`; broken feeds are recorded as errors; OPML
-//! import and export; `fetch = "peers"` never contacts the origin.
+//! import and export; an HTML page's `<link rel="alternate">` feed is found;
+//! `fetch = "peers"` never contacts the origin.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -76,6 +77,15 @@ async fn too_big(State(o): State<Arc<Origin>>) -> Response {
     format!("<rss version=\"2.0\"><channel><title>{}</title></channel></rss>", "x".repeat(20_000)).into_response()
 }
 
+async fn page() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/html")],
+        "<html><head><title>Blog</title>\
+      <link rel=\"alternate\" type=\"application/rss+xml\" href=\"/feed.xml\"></head><body>hi</body></html>",
+    )
+        .into_response()
+}
+
 async fn failing(State(o): State<Arc<Origin>>) -> Response {
     o.broken.fetch_add(1, Ordering::SeqCst);
     (StatusCode::INTERNAL_SERVER_ERROR, "down").into_response()
@@ -91,6 +101,7 @@ async fn origin(first: &[&str]) -> (Arc<Origin>, String) {
         .route("/notxml", get(not_xml))
         .route("/big.xml", get(too_big))
         .route("/fail.xml", get(failing))
+        .route("/page.html", get(page))
         .with_state(Arc::clone(&o));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind origin");
     let addr = listener.local_addr().expect("addr");
@@ -352,4 +363,22 @@ async fn peers_mode_never_contacts_the_origin() {
     .await;
     assert_eq!(f["error"], "no peer mirrors this feed yet");
     assert_eq!(o.fetch_count(), 0, "the origin is never contacted in peers mode");
+}
+
+#[tokio::test]
+async fn an_html_page_leads_to_its_feed() {
+    let (o, base) = origin(&["d1"]).await;
+    let hs = server().await;
+    let alice = hs.register("alice", PW).await;
+    let id = subscribe(&alice, &format!("{base}/page.html")).await;
+    let got = eventually(Duration::from_secs(10), || async {
+        Some(titles(&items(&alice, &id, "").await)).filter(|t| !t.is_empty())
+    })
+    .await;
+    assert_eq!(got, vec!["Item d1"]);
+    let f = my_feed(&alice, &id).await;
+    assert_eq!((f["url"].as_str(), f["title"].as_str()), (Some(format!("{base}/page.html").as_str()), Some("Origin")));
+    assert!(f.get("error").is_none(), "{f}");
+    // From then on the feed itself is polled (answered 304), not the page.
+    eventually(Duration::from_secs(10), || async { o.not_modified_count() >= 1 }).await;
 }

@@ -5,6 +5,8 @@
 CREATE TABLE feeds (
     feed_id         INTEGER PRIMARY KEY AUTOINCREMENT,
     url             TEXT NOT NULL UNIQUE,
+    -- the feed document found on an HTML page subscribed to (<link rel="alternate">)
+    fetch_url       TEXT,
     title           TEXT,
     etag            TEXT,
     last_modified   TEXT,

@@ -4,6 +4,7 @@
 //! - `guard.rs`: the SSRF guard (schemes, addresses, the resolver the fetcher uses).
 //! - `fetch.rs`: one conditional GET, redirects, the document cap, origin hints.
 //! - `parse.rs`: documents into items with an identity.
+//! - `discover.rs`: an HTML page's `<link rel="alternate">` feed.
 //! - `schedule.rs`: when a feed is polled next (pure).
 //! - `service.rs`: subscriptions, items, and the polling loop.
 //! - `source.rs`: `tidings.feeds` in `/sync`.
@@ -11,6 +12,7 @@
 //!
 //! Federation mirroring (`fetch = "peers"`) is not built yet: see spec/feeds.md.
 
+pub mod discover;
 pub mod fetch;
 pub mod guard;
 pub mod opml;

@@ -281,10 +281,7 @@ impl FeedService {
         let mut last_pos = None;
         let outcome = match self.config.fetch {
             FeedFetch::Peers => Err(FetchError { message: NO_PEER_MIRROR.into(), retry_after_ms: None }),
-            FeedFetch::Direct => {
-                let validators = Validators { etag: feed.etag.clone(), last_modified: feed.last_modified.clone() };
-                self.fetcher.fetch(&feed.url, &validators, now).await
-            }
+            FeedFetch::Direct => self.fetch_discovering(&mut feed, now).await,
         };
         let outcome = match outcome {
             Ok(Fetched::Document { body, validators, fresh_ms }) => match parse(&body) {
@@ -349,6 +346,25 @@ impl FeedService {
             self.deadlines.schedule_no_later(&feed_id, next);
         }
         Ok(())
+    }
+
+    /// Fetch the feed's document. When the URL gives an HTML page that names its feed
+    /// (and no feed was found before), the feed is fetched instead, once, and fetched
+    /// from there on.
+    async fn fetch_discovering(&self, feed: &mut FeedRow, now: u64) -> std::result::Result<Fetched, FetchError> {
+        let validators = Validators { etag: feed.etag.clone(), last_modified: feed.last_modified.clone() };
+        let from = feed.fetch_url.clone().unwrap_or_else(|| feed.url.clone());
+        let fetched = self.fetcher.fetch(&from, &validators, now).await?;
+        let Fetched::Document { body, .. } = &fetched else { return Ok(fetched) };
+        if feed.fetch_url.is_some() || parse(body).is_ok() {
+            return Ok(fetched);
+        }
+        let page =
+            url::Url::parse(&feed.url).map_err(|e| FetchError { message: e.to_string(), retry_after_ms: None })?;
+        let Some(found) = super::discover::alternate_feed(body, &page) else { return Ok(fetched) };
+        tracing::info!(feed_id = feed.feed_id, found = %found, "the page names its feed; fetching that");
+        feed.fetch_url = Some(found.to_string());
+        self.fetcher.fetch(found.as_str(), &Validators::default(), now).await
     }
 
     /// Add the new and changed items of `parsed` to `unit`, each at a new stream

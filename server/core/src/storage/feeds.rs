@@ -12,6 +12,9 @@ pub struct FeedRow {
     pub feed_id: i64,
     /// The URL subscribed to.
     pub url: String,
+    /// Where the document is fetched, when `url` was an HTML page that named its
+    /// feed (discovery); otherwise `url` itself.
+    pub fetch_url: Option<String>,
     /// The title from the last document, if any.
     pub title: Option<String>,
     /// The origin's ETag, for conditional GET.
@@ -110,7 +113,7 @@ pub trait FeedStore {
 }
 
 const FEED_COLUMNS: &str = "feed_id, url, title, etag, last_modified, created_ts, last_fetched_ts, next_fetch_ts, \
-                            hint_ms, failures, fetches, not_modified, errors, last_error";
+                            hint_ms, failures, fetches, not_modified, errors, last_error, fetch_url";
 const ITEM_COLUMNS: &str = "item_id, feed_id, item_key, content_hash, title, link, summary, author, published_ts, \
                             updated_ts, stored_ts, stream_pos";
 
@@ -134,6 +137,7 @@ fn feed_row(r: &Row<'_>) -> rusqlite::Result<FeedRow> {
         not_modified: r.get::<_, i64>(11)?.max(0) as u64,
         errors: r.get::<_, i64>(12)?.max(0) as u64,
         last_error: r.get(13)?,
+        fetch_url: r.get(14)?,
     })
 }
 
@@ -184,7 +188,8 @@ impl FeedStore for Connection {
     fn feed_save(&self, f: &FeedRow) -> Result<()> {
         self.execute(
             "UPDATE feeds SET title = ?2, etag = ?3, last_modified = ?4, last_fetched_ts = ?5, next_fetch_ts = ?6,
-               hint_ms = ?7, failures = ?8, fetches = ?9, not_modified = ?10, errors = ?11, last_error = ?12
+               hint_ms = ?7, failures = ?8, fetches = ?9, not_modified = ?10, errors = ?11, last_error = ?12,
+               fetch_url = ?13
              WHERE feed_id = ?1",
             params![
                 f.feed_id,
@@ -199,6 +204,7 @@ impl FeedStore for Connection {
                 to_i64(f.not_modified),
                 to_i64(f.errors),
                 f.last_error,
+                f.fetch_url,
             ],
         )?;
         Ok(())
@@ -226,7 +232,7 @@ impl FeedStore for Connection {
         );
         let mut stmt = self.prepare(&sql)?;
         let rows = stmt
-            .query_map([user], |r| Ok((feed_row(r)?, r.get::<_, i64>(14)?.max(0) as u64)))?
+            .query_map([user], |r| Ok((feed_row(r)?, r.get::<_, i64>(15)?.max(0) as u64)))?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
     }
