@@ -5,13 +5,14 @@
 pub mod account;
 pub mod error;
 pub mod extract;
+pub mod feeds;
 pub mod presence;
 pub mod sync;
 pub mod versions;
 
 use axum::Router;
 use axum::extract::FromRef;
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use tidings_core::Core;
 
 /// Whether anyone may register an account over the API.
@@ -68,6 +69,10 @@ fn tidings_routes() -> Router<ClientState> {
         .route("/presence/requests/{user_id}", post(presence::requests::post_answer))
         .route("/presence/devices/{device_id}", put(presence::devices::put_device))
         .route("/presence/poll", put(presence::poll::put_poll))
+        .route("/feeds", get(feeds::list::get_feeds).post(feeds::subscribe::post_feed))
+        .route("/feeds/opml", get(feeds::opml::get_opml).post(feeds::opml::post_opml))
+        .route("/feeds/{feed_id}", delete(feeds::unsubscribe::delete_feed))
+        .route("/feeds/{feed_id}/items", get(feeds::items::get_items))
 }
 
 /// Every client-facing route, with its state applied.

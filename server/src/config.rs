@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use tidings_core::config::{PresenceConfig, RateLimitConfig};
+use tidings_core::config::{FeedsConfig, PresenceConfig, RateLimitConfig};
 use tidings_federation::FederationConfig;
 
 /// `registration`.
@@ -66,6 +66,8 @@ pub struct Config {
     pub rate_limits: RateLimitConfig,
     /// `[federation]`.
     pub federation: FederationConfig,
+    /// `[feeds]`.
+    pub feeds: FeedsConfig,
 }
 
 impl std::fmt::Debug for Config {
@@ -84,6 +86,7 @@ impl std::fmt::Debug for Config {
             .field("presence", &self.presence)
             .field("rate_limits", &self.rate_limits)
             .field("federation", &self.federation)
+            .field("feeds", &self.feeds)
             .finish()
     }
 }
@@ -104,6 +107,7 @@ impl Default for Config {
             presence: PresenceConfig::default(),
             rate_limits: RateLimitConfig::default(),
             federation: FederationConfig::default(),
+            feeds: FeedsConfig::default(),
         }
     }
 }
@@ -192,8 +196,28 @@ impl Config {
         if self.metrics_token.as_ref().is_some_and(|t| t.len() < 16) {
             return Err("metrics_token must be at least 16 characters".into());
         }
+        validate_feeds(&self.feeds)?;
         self.federation.validate()
     }
+}
+
+fn validate_feeds(f: &FeedsConfig) -> Result<(), String> {
+    if f.min_interval_ms == 0 {
+        return Err("feeds.min_interval_ms must be above 0".into());
+    }
+    if f.max_interval_ms < f.min_interval_ms {
+        return Err("feeds.max_interval_ms must be at least feeds.min_interval_ms".into());
+    }
+    if f.max_document_bytes < 1024 {
+        return Err("feeds.max_document_bytes must be at least 1024".into());
+    }
+    if f.max_subscriptions_per_user == 0 {
+        return Err("feeds.max_subscriptions_per_user must be above 0".into());
+    }
+    if f.item_retention_ms < 3_600_000 {
+        return Err("feeds.item_retention_ms must be at least 3600000 (an hour)".into());
+    }
+    Ok(())
 }
 
 /// Create `data_dir` if missing, readable by its owner only: it holds password hashes
@@ -242,6 +266,12 @@ mod tests {
         assert!(e.contains("idle_after_ms"), "{e}");
         let e = parse("server_name = \"not a name\"\n").unwrap_err();
         assert!(e.contains("server_name"), "{e}");
+        let e = parse("[feeds]\nfetch = \"sometimes\"\n").unwrap_err();
+        assert!(e.contains("fetch"), "{e}");
+        let e = parse("[feeds]\nmin_interval_ms = 10\nmax_interval_ms = 5\n").unwrap_err();
+        assert!(e.contains("feeds.max_interval_ms"), "{e}");
+        let c = parse("[feeds]\nfetch = \"peers\"\nallow_private_addresses = true\n").expect("valid");
+        assert!(c.feeds.allow_private_addresses);
         let e = parse("[[federation.peers]]\nserver_name = \"b.test\"\nurl = \"ftp://x\"\n").unwrap_err();
         assert!(e.contains("url"), "{e}");
     }

@@ -44,6 +44,7 @@ pub async fn run(config: Config, listener: TcpListener, stop: watch::Receiver<bo
             short_watchdog_ms: config.federation.short_watchdog_ms,
             long_watchdog_ms: config.federation.long_watchdog_ms,
         },
+        &config.feeds,
     )
     .map_err(|e| format!("cannot open the database in {}: {e}", config.data_dir.display()))?;
 
@@ -58,7 +59,9 @@ pub async fn run(config: Config, listener: TcpListener, stop: watch::Receiver<bo
             .await;
     });
 
-    let housekeeping = tidings_core::housekeeping::start(core.db.clone(), Arc::clone(&core.clock)).await?;
+    let housekeeping =
+        tidings_core::housekeeping::start(core.db.clone(), Arc::clone(&core.clock), config.feeds.item_retention_ms)
+            .await?;
 
     let key = tidings_federation::keys::ServerKey::load_or_create(&config.data_dir)?;
     tracing::info!(key_id = key.key_id(), "signing key loaded");

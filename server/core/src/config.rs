@@ -79,3 +79,48 @@ impl Default for RateLimitConfig {
         }
     }
 }
+
+/// `[feeds] fetch`: where feed documents come from.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum FeedFetch {
+    /// Fetch origin URLs directly.
+    Direct,
+    /// Only through peers, never the origin (mirroring is not built yet: such a
+    /// feed records the error "no peer mirrors this feed yet").
+    Peers,
+}
+
+/// `[feeds]`: polling, limits and the SSRF guard of feed subscriptions.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct FeedsConfig {
+    /// Where documents come from.
+    pub fetch: FeedFetch,
+    /// Never poll one feed more often than this.
+    pub min_interval_ms: u64,
+    /// Never poll a watched feed less often than this.
+    pub max_interval_ms: u64,
+    /// Larger documents are refused (checked while the body streams in).
+    pub max_document_bytes: u64,
+    /// `true` lets feed URLs resolve to loopback, private or link-local addresses.
+    pub allow_private_addresses: bool,
+    /// One user subscribes to at most this many feeds.
+    pub max_subscriptions_per_user: u64,
+    /// Items older than this (by when they were stored) are pruned hourly.
+    pub item_retention_ms: u64,
+}
+
+impl Default for FeedsConfig {
+    fn default() -> Self {
+        Self {
+            fetch: FeedFetch::Direct,
+            min_interval_ms: 300_000,
+            max_interval_ms: 86_400_000,
+            max_document_bytes: 5_242_880,
+            allow_private_addresses: false,
+            max_subscriptions_per_user: 500,
+            item_retention_ms: 90 * 86_400_000,
+        }
+    }
+}

@@ -1,8 +1,8 @@
 //! Scheduled housekeeping, on tokio-cron-scheduler: jobs that run at fixed times of
 //! day, whatever the load, and must not be forgotten. Today: forget received txnIds
 //! past their retention (a peer retries a transaction for minutes, never for days;
-//! the table would otherwise grow by one row per transaction for ever). Later: feed
-//! items past their age.
+//! the table would otherwise grow by one row per transaction for ever), and feed
+//! items stored longer ago than `feeds.item_retention_ms`.
 
 use std::time::Duration;
 
@@ -22,9 +22,15 @@ pub async fn prune_received(db: &Db, clock: &SharedClock) -> crate::Result<()> {
     db.write(move |s| s.prune_received(before)).await
 }
 
+/// Delete feed items stored more than `retention_ms` ago; how many.
+pub async fn prune_feed_items(db: &Db, clock: &SharedClock, retention_ms: u64) -> crate::Result<u64> {
+    let before = clock.now_ms().saturating_sub(retention_ms);
+    db.write(move |s| s.items_prune(before)).await
+}
+
 /// Start the scheduled jobs; they run until the returned scheduler is shut down or
 /// the process ends.
-pub async fn start(db: Db, clock: SharedClock) -> Result<JobScheduler, String> {
+pub async fn start(db: Db, clock: SharedClock, feed_item_retention_ms: u64) -> Result<JobScheduler, String> {
     let scheduler = JobScheduler::new().await.map_err(|e| format!("cannot start the scheduler: {e}"))?;
     let prune = Job::new_async(PRUNE_SCHEDULE, move |_id, _scheduler| {
         let (db, clock) = (db.clone(), std::sync::Arc::clone(&clock));
@@ -32,6 +38,10 @@ pub async fn start(db: Db, clock: SharedClock) -> Result<JobScheduler, String> {
             match prune_received(&db, &clock).await {
                 Ok(()) => tracing::debug!("pruned received txnIds past their retention"),
                 Err(e) => tracing::warn!(error = %e, "pruning received txnIds failed; the next run tries again"),
+            }
+            match prune_feed_items(&db, &clock, feed_item_retention_ms).await {
+                Ok(n) => tracing::debug!(items = n, "pruned feed items past their retention"),
+                Err(e) => tracing::warn!(error = %e, "pruning feed items failed; the next run tries again"),
             }
         })
     })

@@ -8,6 +8,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod exchange;
+pub mod feeds;
 pub mod housekeeping;
 pub mod ids;
 pub mod metrics;
@@ -26,8 +27,9 @@ pub use error::{Error, ErrorKind, Result};
 
 use accounts::AccountService;
 use clock::SharedClock;
-use config::{PeersConfig, PresenceConfig, RateLimitConfig};
+use config::{FeedsConfig, PeersConfig, PresenceConfig, RateLimitConfig};
 use exchange::Exchange;
+use feeds::{FeedService, FeedsSource};
 use metrics::Metrics;
 use outbound::Outbound;
 use presence::{Consent, PresencePeers, PresenceRequestsSource, PresenceService, PresenceSource};
@@ -68,6 +70,8 @@ pub struct Core {
     pub outbound: Arc<Outbound>,
     /// Transactions in and out.
     pub exchange: Arc<Exchange>,
+    /// Feed subscriptions and polling.
+    pub feeds: Arc<FeedService>,
 }
 
 impl Core {
@@ -79,9 +83,10 @@ impl Core {
         rate_limits: &RateLimitConfig,
         clock: SharedClock,
         peers: &PeersConfig,
+        feeds: &FeedsConfig,
     ) -> Result<Self> {
         let db = Db::open(&data_dir.join("tidings.sqlite"))?;
-        Self::with_db(db, server_name, presence, rate_limits, clock, peers)
+        Self::with_db(db, server_name, presence, rate_limits, clock, peers, feeds)
     }
 
     /// Load every service from `db` (tests hand a temporary database).
@@ -92,6 +97,7 @@ impl Core {
         rate_limits: &RateLimitConfig,
         clock: SharedClock,
         peers: &PeersConfig,
+        feeds: &FeedsConfig,
     ) -> Result<Self> {
         let floor = db.read_blocking(|s| s.max_stream_pos())?;
         let positions = Arc::new(db.write_blocking(move |s| Positions::load(s, floor))?);
@@ -124,10 +130,13 @@ impl Core {
             Arc::clone(&outbound),
             vec![Arc::clone(&presence_peers) as Arc<dyn exchange::EduFamily>],
         ));
+        let feeds =
+            FeedService::new(db.clone(), Arc::clone(&clock), Arc::clone(&positions), Arc::clone(&notifier), feeds)?;
         let sync = Arc::new(SyncService::new(
             vec![
                 Arc::new(PresenceSource(Arc::clone(&presence_service))),
                 Arc::new(PresenceRequestsSource(Arc::clone(&presence_service))),
+                Arc::new(FeedsSource(Arc::clone(&feeds))),
             ],
             Arc::clone(&notifier),
             Arc::clone(&positions),
@@ -146,19 +155,22 @@ impl Core {
             positions,
             outbound,
             exchange,
+            feeds,
             clock,
             db,
         })
     }
 
     /// Run core's background tasks (presence timers and write-behind, watchdogs,
-    /// batch windows) until `shutdown` resolves; presence is flushed at the end.
+    /// batch windows, feed polling) until `shutdown` resolves; presence is flushed at the end.
     pub async fn run(&self, shutdown: impl std::future::Future<Output = ()>) {
         let peers = tokio::spawn(Arc::clone(&self.presence_peers).run());
+        let feeds = tokio::spawn(Arc::clone(&self.feeds).run());
         let outbound = Arc::clone(&self.outbound);
         let windows = tokio::spawn(async move { outbound.run().await });
         Arc::clone(&self.presence).run(shutdown).await;
         peers.abort();
         windows.abort();
+        feeds.abort();
     }
 }

@@ -1,6 +1,7 @@
 //! The admin API, `/_tidings/admin/v1`: for admins' access tokens only (and, for
 //! the metrics endpoint, the optional `metrics_token`).
 
+mod feeds;
 mod metrics;
 mod peers;
 mod server;
@@ -60,5 +61,6 @@ pub fn router(state: AdminState) -> Router {
         .route("/_tidings/admin/v1/users", get(users::get_users))
         .route("/_tidings/admin/v1/federation/peers", get(peers::get_peers))
         .route("/_tidings/admin/v1/metrics", get(metrics::get_metrics))
+        .route("/_tidings/admin/v1/feeds", get(feeds::get_feeds))
         .with_state(state)
 }

@@ -10,12 +10,13 @@
 //! - **Readers run beside it.** A small pool of read connections (WAL lets readers
 //!   see the last commit while the writer works), used from tokio's blocking pool.
 //! - **Each domain behind a trait.** [`AccountStore`], [`PresenceStore`],
-//!   [`FederationStore`] and [`MetaStore`] are the queries of each domain; jobs see
+//!   [`FederationStore`], [`FeedStore`] and [`MetaStore`] are the queries of each domain; jobs see
 //!   them as one [`Store`]. A second backend implements these traits and a runner
 //!   like [`Db`]; no service changes.
 
 pub mod accounts;
 pub mod federation;
+pub mod feeds;
 pub mod meta;
 pub mod presence;
 
@@ -29,6 +30,7 @@ use tokio::sync::{Semaphore, oneshot};
 
 pub use accounts::AccountStore;
 pub use federation::FederationStore;
+pub use feeds::FeedStore;
 pub use meta::MetaStore;
 pub use presence::PresenceStore;
 
@@ -39,6 +41,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_accounts_presence.sql"),
     include_str!("../../migrations/0002_presence_devices.sql"),
     include_str!("../../migrations/0003_federation.sql"),
+    include_str!("../../migrations/0004_feeds.sql"),
 ];
 
 /// How many read connections run beside the writer.
@@ -49,9 +52,9 @@ const MAX_GROUP: usize = 512;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Every domain's queries, as one job sees them.
-pub trait Store: AccountStore + PresenceStore + FederationStore + MetaStore {}
+pub trait Store: AccountStore + PresenceStore + FederationStore + FeedStore + MetaStore {}
 
-impl<T: AccountStore + PresenceStore + FederationStore + MetaStore> Store for T {}
+impl<T: AccountStore + PresenceStore + FederationStore + FeedStore + MetaStore> Store for T {}
 
 /// What runs after a write job's group committed (with `true`) or failed (`false`):
 /// publishing what the job wrote, in memory, only once it is on disk.

@@ -158,6 +158,7 @@ impl PresenceStore for Connection {
         let a: i64 = self.query_row("SELECT COALESCE(MAX(stream_pos), 0) FROM presence", [], |r| r.get(0))?;
         let b: i64 =
             self.query_row("SELECT COALESCE(MAX(stream_pos), 0) FROM presence_subscriptions", [], |r| r.get(0))?;
-        Ok(a.max(b) as u64)
+        let c: i64 = self.query_row("SELECT COALESCE(MAX(stream_pos), 0) FROM feed_items", [], |r| r.get(0))?;
+        Ok(a.max(b).max(c) as u64)
     }
 }
