@@ -4,6 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use ruma::UserId;
@@ -65,6 +66,10 @@ pub struct FeedService {
     deadlines: Deadlines<FeedId>,
     polling: Mutex<HashSet<FeedId>>,
     permits: Arc<Semaphore>,
+    /// No item has a stream position above this: a sync whose `since` is at or past
+    /// it has no feed items to look up, so it does not touch the database. Starts at
+    /// the position the stream resumed at (above every item stored before).
+    latest_item_pos: Arc<AtomicU64>,
 }
 
 impl FeedService {
@@ -77,6 +82,7 @@ impl FeedService {
         config: &FeedsConfig,
     ) -> Result<Arc<Self>> {
         Ok(Arc::new(Self {
+            latest_item_pos: Arc::new(AtomicU64::new(positions.current())),
             fetcher: Fetcher::new(config.max_document_bytes, config.allow_private_addresses)?,
             db,
             clock,
@@ -203,6 +209,9 @@ impl FeedService {
 
     /// Items of the user's feeds changed in `(since, upto]`, oldest change first.
     pub async fn changes_for(&self, user: &UserId, since: u64, upto: u64) -> Result<Vec<ItemRow>> {
+        if self.latest_item_pos.load(Ordering::SeqCst) <= since {
+            return Ok(Vec::new());
+        }
         let user_id = user.to_string();
         self.db.read(move |s| s.items_changed_for(&user_id, since, upto)).await
     }
@@ -408,6 +417,14 @@ impl FeedService {
                 stream_pos: pos,
             };
             unit.write(move |s| s.item_put(&row));
+        }
+        if let Some(last) = last {
+            let latest = Arc::clone(&self.latest_item_pos);
+            unit.after(move |ok| {
+                if ok {
+                    latest.fetch_max(last, Ordering::SeqCst);
+                }
+            });
         }
         Ok(last)
     }
