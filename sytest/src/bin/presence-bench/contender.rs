@@ -87,8 +87,10 @@ pub enum Server {
 }
 
 impl Server {
-    /// Starts Tidings with rate limits off, open registration, and presence timers long
-    /// enough that nothing goes idle or offline during the run.
+    /// Starts Tidings with rate limits off, open registration, presence timers long
+    /// enough that nothing goes idle or offline during the run, and room for the
+    /// load's 1,048 connections (1,000 long polls and 48 writers; the default
+    /// `max_connections` of 768 would hold the writers in the listen backlog).
     pub async fn start_tidings() -> Result<Server, String> {
         let opts = ServerOptions {
             registration_open: true,
@@ -97,7 +99,8 @@ impl Server {
             idle_after_ms: 600_000,
             rust_log: Some("warn".to_owned()),
             ..ServerOptions::named("bench.test")
-        };
+        }
+        .with_key("", "max_connections", "4096");
         TestServer::try_start(opts).await.map(Server::Tidings).map_err(|e| e.to_string())
     }
 
