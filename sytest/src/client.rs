@@ -289,6 +289,20 @@ impl Session {
         self.request(Method::DELETE, path, None).await
     }
 
+    /// The user IDs of `GET /_tidings/client/v1/presence/requests`: who asks to watch
+    /// this user, oldest first. Panics (failing the test) on anything but a 200 with
+    /// a `requests` array.
+    pub async fn requesters(&self) -> Vec<String> {
+        let (status, body) = self.get(crate::paths::REQUESTS).await;
+        assert_eq!(status, 200, "GET presence/requests of {}: {body}", self.user_id);
+        body["requests"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no `requests` array: {body}"))
+            .iter()
+            .filter_map(|r| r["user_id"].as_str().map(str::to_owned))
+            .collect()
+    }
+
     /// `GET /_matrix/client/v3/sync` with the given query parameters (values are
     /// percent-encoded here); the request may take up to a `timeout` parameter's
     /// length plus 30 s.

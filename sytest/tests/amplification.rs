@@ -22,7 +22,7 @@ use tempfile::TempDir;
 use tidings_federation::keys::ServerKey;
 use tidings_federation::xmatrix;
 use tidings_sytest::paths::REQUESTS;
-use tidings_sytest::{Method, Peer, ServerOptions, Session, TestServer, Value, encode_component, json};
+use tidings_sytest::{Method, Peer, ServerOptions, TestServer, Value, encode_component, json};
 use tokio::task::JoinHandle;
 
 const FAKE: &str = "fake.test";
@@ -109,12 +109,6 @@ async fn real_server(fake: &FakePeer, max_list_entries: Option<usize>) -> TestSe
     TestServer::start(opts).await
 }
 
-async fn requesters(session: &Session) -> Vec<String> {
-    let (status, body) = session.get(REQUESTS).await;
-    assert_eq!(status, 200, "{body}");
-    body["requests"].as_array().into_iter().flatten().filter_map(|r| r["user_id"].as_str().map(str::to_owned)).collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_requests_cost_at_most_one_key_fetch_and_evict_nothing() {
     let fake = FakePeer::start().await;
@@ -143,7 +137,7 @@ async fn forged_requests_cost_at_most_one_key_fetch_and_evict_nothing() {
     // The real peer still verifies, without a fetch: its key was not evicted.
     fake.send_ok(&hs, "good-2", vec![invite_edu(&format!("@ok:{FAKE}"), &alice.user_id)]).await;
     assert_eq!(fake.key_hits(), hits, "a good request after the forgeries fetched the key");
-    assert_eq!(requesters(&alice).await, vec![format!("@ok:{FAKE}")], "a forged invite was applied");
+    assert_eq!(alice.requesters().await, vec![format!("@ok:{FAKE}")], "a forged invite was applied");
 
     // The refusals are logged once per interval, not once each (the log was written
     // before each 401 was answered, and good-2's 200 came after all of them).
@@ -163,7 +157,7 @@ async fn one_peer_cannot_pile_up_pending_requests_on_a_user() {
     fake.send_ok(&hs, "many-1", edus).await;
     let edus = (20..30).map(|n| invite_edu(&format!("@w{n}:{FAKE}"), &alice.user_id)).collect();
     fake.send_ok(&hs, "many-2", edus).await;
-    let got = requesters(&alice).await;
+    let got = alice.requesters().await;
     assert_eq!(got.len(), 5, "pending requests beyond presence.max_list_entries were kept: {got:?}");
     assert!(hs.log().contains("requests waiting (presence.max_list_entries)"), "the dropped invites are logged");
 
@@ -171,7 +165,7 @@ async fn one_peer_cannot_pile_up_pending_requests_on_a_user() {
     let answer = alice.post(&format!("{REQUESTS}/{}", encode_component(&got[0])), json!({"allow": false})).await;
     assert_eq!(answer, (200, json!({})));
     fake.send_ok(&hs, "many-3", vec![invite_edu(&format!("@late:{FAKE}"), &alice.user_id)]).await;
-    let after = requesters(&alice).await;
+    let after = alice.requesters().await;
     assert_eq!(after.len(), 5, "{after:?}");
     assert!(after.contains(&format!("@late:{FAKE}")), "{after:?}");
 }
@@ -191,7 +185,7 @@ async fn two_thousand_invites_from_one_peer_leave_at_most_the_default_cap() {
         fake.send_ok(&hs, &format!("flood-{batch}"), edus.collect()).await;
     }
     let elapsed = started.elapsed();
-    let got = requesters(&alice).await;
+    let got = alice.requesters().await;
     eprintln!("amplification: 2,001 invites from one peer in {elapsed:?} left {} pending requests", got.len());
     assert_eq!(got.len(), 1000, "pending requests held for one user");
 }

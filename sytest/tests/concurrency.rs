@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tidings_sytest::bench::{concurrently, register_all};
-use tidings_sytest::paths::{REQUESTS, answer_path, list_path, status_path};
+use tidings_sytest::paths::{answer_path, list_path, status_path};
 use tidings_sytest::{ServerOptions, Session, TestServer, Value, eventually, json, try_eventually};
 
 const PW: &str = "concurrency-pw-1";
@@ -41,18 +41,6 @@ fn request_senders(sync: &Value) -> Vec<String> {
         .into_iter()
         .flatten()
         .filter_map(|e| e["user_id"].as_str().map(str::to_owned))
-        .collect()
-}
-
-/// The user IDs in `GET /presence/requests` of `session`.
-async fn pending_requests(session: &Session) -> Vec<String> {
-    let (status, body) = session.get(REQUESTS).await;
-    assert_eq!(status, 200, "GET {REQUESTS} of {}: {body}", session.user_id);
-    body["requests"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no `requests` array: {body}"))
-        .iter()
-        .filter_map(|r| r["user_id"].as_str().map(str::to_owned))
         .collect()
 }
 
@@ -102,7 +90,7 @@ async fn run_request_scenario(run: usize, watchers: &[Session], target: &Session
     let all: HashSet<String> = watchers.iter().map(|w| w.user_id.clone()).collect();
     // Every acknowledged request is pending for the target.
     eventually(Duration::from_secs(10), || async {
-        let pending: HashSet<String> = pending_requests(target).await.into_iter().collect();
+        let pending: HashSet<String> = target.requesters().await.into_iter().collect();
         let missing: Vec<&String> = all.difference(&pending).collect();
         if missing.is_empty() { Ok(()) } else { Err(format!("{} not pending: {missing:?}", missing.len())) }
     })

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use tidings_sytest::paths::{REQUESTS, answer_path, list_path};
+use tidings_sytest::paths::{answer_path, list_path};
 use tidings_sytest::{ServerOptions, Session, TestServer, Value, eventually, json};
 
 const PW: &str = "consent-pw-1";
@@ -36,12 +36,6 @@ async fn invite(watcher: &Session, target: &str) {
     assert_eq!(got, (200, json!({})), "{} inviting {target}", watcher.user_id);
 }
 
-async fn requesters(session: &Session) -> Vec<String> {
-    let (status, body) = session.get(REQUESTS).await;
-    assert_eq!(status, 200, "{body}");
-    body["requests"].as_array().into_iter().flatten().filter_map(|r| r["user_id"].as_str().map(str::to_owned)).collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invite_to_a_remote_user_who_does_not_exist_is_denied() {
     let servers = TestServer::start_federation(vec![opts("alpha.test"), opts("beta.test")]).await;
@@ -58,16 +52,16 @@ async fn inviting_again_after_a_refusal_asks_anew() {
     let bob = servers[1].register("bob", PW).await;
 
     invite(&alice, &bob.user_id).await;
-    eventually(WAIT, || async { requesters(&bob).await.contains(&alice.user_id) }).await;
+    eventually(WAIT, || async { bob.requesters().await.contains(&alice.user_id) }).await;
     assert_eq!(bob.post(&answer_path(&alice.user_id), json!({"allow": false})).await, (200, json!({})));
     subscription_becomes(&alice, &bob.user_id, "denied").await;
-    assert!(!requesters(&bob).await.contains(&alice.user_id), "a refused request is no longer waiting");
+    assert!(!bob.requesters().await.contains(&alice.user_id), "a refused request is no longer waiting");
 
     // Asking again: pending at once, and bob is asked anew.
     invite(&alice, &bob.user_id).await;
     let again = entry(&alice, &bob.user_id).await.expect("bob is still on alice's list");
     assert_eq!(again["subscription"], json!("pending"), "{again}");
-    eventually(WAIT, || async { requesters(&bob).await.contains(&alice.user_id) }).await;
+    eventually(WAIT, || async { bob.requesters().await.contains(&alice.user_id) }).await;
     assert_eq!(bob.post(&answer_path(&alice.user_id), json!({"allow": true})).await, (200, json!({})));
     subscription_becomes(&alice, &bob.user_id, "accepted").await;
 }

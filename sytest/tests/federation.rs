@@ -21,7 +21,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tidings_sytest::paths::{REQUESTS, answer_path, list_path, status_path};
+use tidings_sytest::paths::{answer_path, list_path, status_path};
 use tidings_sytest::{ServerOptions, Session, Syncer, TestServer, Value, assert_matrix_error, eventually, json};
 use tokio::time::Instant;
 
@@ -73,22 +73,10 @@ async fn answer(target: &Session, watcher_id: &str, allow: bool) {
     assert_eq!(got, (200, json!({})), "{} answering {watcher_id} with allow={allow}", target.user_id);
 }
 
-/// The user IDs in `GET /presence/requests` of `session`.
-async fn requesters(session: &Session) -> Vec<String> {
-    let (status, body) = session.get(REQUESTS).await;
-    assert_eq!(status, 200, "GET requests of {}: {body}", session.user_id);
-    body["requests"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no `requests` array: {body}"))
-        .iter()
-        .map(|r| r["user_id"].as_str().unwrap_or_default().to_owned())
-        .collect()
-}
-
 /// Waits until `session` has a request from `watcher_id`.
 async fn wait_request(session: &Session, watcher_id: &str, deadline: Duration) {
     eventually(deadline, || async {
-        let got = requesters(session).await;
+        let got = session.requesters().await;
         if got.iter().any(|w| w == watcher_id) { Ok(()) } else { Err(got) }
     })
     .await;
@@ -233,7 +221,7 @@ async fn consent_crosses_servers() {
     let accepted =
         wait_entry(&alice, &bob.user_id, Duration::from_secs(10), |e| e["subscription"] == json!("accepted")).await;
     assert_eq!(accepted["user_id"], json!(bob.user_id), "{accepted}");
-    assert!(!requesters(&bob).await.contains(&alice.user_id), "an answered request is still listed");
+    assert!(!bob.requesters().await.contains(&alice.user_id), "an answered request is still listed");
 
     // deny travels back.
     invite(&carol, &bob.user_id).await;

@@ -296,18 +296,6 @@ fn num(entry: &Value, field: &str) -> u64 {
     entry[field].as_u64().unwrap_or_else(|| panic!("`{field}` is not an integer: {entry}"))
 }
 
-/// The user IDs asking to watch `session`.
-async fn requesters(session: &Session) -> Vec<String> {
-    let (status, body) = session.get(REQUESTS).await;
-    assert_eq!(status, 200, "{body}");
-    body["requests"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no `requests` array: {body}"))
-        .iter()
-        .map(|r| r["user_id"].as_str().unwrap_or_default().to_owned())
-        .collect()
-}
-
 async fn entry(session: &Session, user_id: &str) -> Option<Value> {
     let (status, body) = session.get(&list_path(&session.user_id)).await;
     assert_eq!(status, 200, "{body}");
@@ -488,13 +476,13 @@ async fn only_correctly_signed_transactions_from_peers_are_accepted() {
     let auth = xmatrix::authorization_header(fake.key(), FAKE, &dest, "PUT", &path, Some(&body));
     refused("body origin is not the signer", put_raw(&hs, &path, Some(&auth), &body).await);
 
-    assert!(requesters(&alice).await.is_empty(), "a refused transaction was applied");
+    assert!(alice.requesters().await.is_empty(), "a refused transaction was applied");
     let seen = fake_entry(&admin).await;
     assert_eq!(num(&seen, "txns_received"), 1, "refused requests counted as received: {seen}");
 
     // And a good one is applied.
     fake.send_ok(&hs, "good-2", vec![invite_edu(&format!("@ok:{FAKE}"), &alice_id)]).await;
-    assert_eq!(requesters(&alice).await, vec![format!("@ok:{FAKE}")]);
+    assert_eq!(alice.requesters().await, vec![format!("@ok:{FAKE}")]);
     assert_eq!(num(&fake_entry(&admin).await, "txns_received"), 2);
 }
 
@@ -508,18 +496,18 @@ async fn a_replayed_txn_id_is_acknowledged_but_not_applied() {
     let watcher = format!("@w:{FAKE}");
 
     fake.send_ok(&hs, "replay-1", vec![invite_edu(&watcher, &alice.user_id)]).await;
-    assert_eq!(requesters(&alice).await, vec![watcher.clone()]);
+    assert_eq!(alice.requesters().await, vec![watcher.clone()]);
 
     // The same txnId again, other content: acknowledged, not applied.
     fake.send_ok(&hs, "replay-1", vec![invite_edu(&watcher, &bob.user_id)]).await;
     // A new txnId after it is applied (so the replay had its chance to be).
     fake.send_ok(&hs, "replay-2", vec![invite_edu(&watcher, &carol.user_id)]).await;
-    assert_eq!(requesters(&carol).await, vec![watcher.clone()]);
-    assert!(requesters(&bob).await.is_empty(), "a replayed txnId was applied");
+    assert_eq!(carol.requesters().await, vec![watcher.clone()]);
+    assert!(bob.requesters().await.is_empty(), "a replayed txnId was applied");
     let sync = bob.sync(None, 0).await;
     let events = sync["tidings.presence_requests"]["events"].as_array().cloned().unwrap_or_default();
     assert!(events.is_empty(), "bob's sync shows requests from a replayed transaction: {sync}");
-    assert_eq!(requesters(&alice).await, vec![watcher], "alice's request vanished");
+    assert_eq!(alice.requesters().await, vec![watcher], "alice's request vanished");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -562,7 +550,7 @@ async fn edus_a_peer_may_not_send_are_dropped_and_the_transaction_still_succeeds
     assert_eq!((&body["presence"], &body["status_msg"]), (&json!("online"), &json!("real status")), "{body}");
     let listed = entry(&bob, &alice.user_id).await.expect("alice still on bob's list");
     assert_eq!(listed["subscription"], json!("accepted"), "{listed}");
-    assert!(requesters(&alice).await.is_empty(), "a foreign invite was applied");
+    assert!(alice.requesters().await.is_empty(), "a foreign invite was applied");
 
     // dave asks to watch carl: the invite leaves for fake.test, signed for it.
     let got = dave.post(&list_path(&dave.user_id), json!({"invite": [carl]})).await;
@@ -630,7 +618,7 @@ async fn subscriptions_pushes_and_reminders_with_a_fake_peer() {
 
     // w asks to watch alice and bob; only alice allows. The answer goes out signed.
     fake.send_ok(&hs, "ask", vec![invite_edu(&watcher, &alice.user_id), invite_edu(&watcher, &bob.user_id)]).await;
-    assert_eq!(requesters(&alice).await, vec![watcher.clone()]);
+    assert_eq!(alice.requesters().await, vec![watcher.clone()]);
     let got = alice.post(&format!("{REQUESTS}/{}", encode_component(&watcher)), json!({"allow": true})).await;
     assert_eq!(got, (200, json!({})));
     let (r, answer) = fake

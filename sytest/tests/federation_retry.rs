@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use rusqlite::Connection;
-use tidings_sytest::paths::{REQUESTS, list_path};
+use tidings_sytest::paths::list_path;
 use tidings_sytest::{ServerOptions, Session, TestServer, Value, json, try_eventually};
 
 const PW: &str = "federation-retry-pw-1";
@@ -25,18 +25,6 @@ const PEERS: &str = "/_tidings/admin/v1/federation/peers";
 const HOLD: Duration = Duration::from_secs(7);
 /// Several of the receiver's write-behind intervals (500 ms).
 const WRITE_BACK: Duration = Duration::from_millis(1500);
-
-/// The user IDs in `GET /presence/requests` of `session`.
-async fn requesters(session: &Session) -> Vec<String> {
-    let (status, body) = session.get(REQUESTS).await;
-    assert_eq!(status, 200, "GET requests of {}: {body}", session.user_id);
-    body["requests"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no `requests` array: {body}"))
-        .iter()
-        .filter_map(|r| r["user_id"].as_str().map(str::to_owned))
-        .collect()
-}
 
 /// `server_name`'s entry in `admin`'s federation peers.
 async fn peer(admin: &Session, server_name: &str) -> Value {
@@ -81,7 +69,7 @@ async fn an_invite_that_met_a_busy_database_is_retried_until_it_lands() {
     // The receiver's side first: its last request before the lock is this one.
     let receiver_admin = receiver.create_admin("admin", PW).await;
     let bob = receiver.register("bob", PW).await;
-    assert!(requesters(&bob).await.is_empty());
+    assert!(bob.requesters().await.is_empty());
     let sender_admin = sender.create_admin("admin", PW).await;
     let alice = sender.register("alice", PW).await;
     // Give the receiver time to write back what those requests changed (it writes
@@ -104,7 +92,7 @@ async fn an_invite_that_met_a_busy_database_is_retried_until_it_lands() {
     // The database is free again: the invite must arrive (the sender retries the
     // transaction the receiver could not apply).
     let arrived = try_eventually(Duration::from_secs(15), || async {
-        let got = requesters(&bob).await;
+        let got = bob.requesters().await;
         if got.contains(&alice.user_id) { Ok(()) } else { Err(got) }
     })
     .await;

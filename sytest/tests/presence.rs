@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use tidings_sytest::paths::{REQUESTS, answer_path, list_path, status_path};
+use tidings_sytest::paths::{answer_path, list_path, status_path};
 use tidings_sytest::{ServerOptions, Session, TestServer, Value, assert_matrix_error, encode_component, json};
 
 const PW: &str = "presence-pw-1";
@@ -54,17 +54,6 @@ async fn list(session: &Session) -> Vec<Value> {
 /// The entry for `user_id` in `session`'s list, if any.
 async fn entry(session: &Session, user_id: &str) -> Option<Value> {
     list(session).await.into_iter().find(|e| e["user_id"] == json!(user_id))
-}
-
-/// The user IDs in `GET /presence/requests` of `session`.
-async fn requesters(session: &Session) -> Vec<String> {
-    let (status, body) = session.get(REQUESTS).await;
-    assert_eq!(status, 200, "GET requests of {}: {body}", session.user_id);
-    let requests = body["requests"].as_array().unwrap_or_else(|| panic!("no `requests` array: {body}"));
-    for r in requests {
-        assert!(r["ts"].as_u64().is_some_and(|ts| ts > 1_600_000_000_000), "`ts` is not Unix ms: {body}");
-    }
-    requests.iter().map(|r| r["user_id"].as_str().unwrap_or_default().to_owned()).collect()
 }
 
 /// The user IDs under `tidings.presence_requests.events` of a sync answer (absent = none).
@@ -116,8 +105,8 @@ async fn invite_reaches_target_in_requests_and_sync() {
     let carol = hs.register("carol", PW).await;
 
     invite(&alice, &[&bob.user_id]).await;
-    assert_eq!(requesters(&bob).await, vec![alice.user_id.clone()]);
-    assert!(requesters(&alice).await.is_empty(), "the watcher is not asked anything");
+    assert_eq!(bob.requesters().await, vec![alice.user_id.clone()]);
+    assert!(alice.requesters().await.is_empty(), "the watcher is not asked anything");
 
     let mut stream = bob.syncer();
     let initial = stream.next(0).await;
@@ -132,7 +121,7 @@ async fn invite_reaches_target_in_requests_and_sync() {
 
     let again = bob.sync(None, 0).await;
     assert_eq!(sync_requesters(&again), vec![alice.user_id.clone(), carol.user_id.clone()], "oldest first: {again}");
-    assert_eq!(requesters(&bob).await, vec![alice.user_id.clone(), carol.user_id.clone()]);
+    assert_eq!(bob.requesters().await, vec![alice.user_id.clone(), carol.user_id.clone()]);
 }
 
 #[tokio::test]
@@ -172,7 +161,7 @@ async fn allow_makes_presence_and_status_msg_visible() {
     assert_eq!(put, (200, json!({})));
 
     accept(&alice, &bob).await;
-    assert!(requesters(&bob).await.is_empty(), "an answered request is no longer pending");
+    assert!(bob.requesters().await.is_empty(), "an answered request is no longer pending");
 
     let e = entry(&alice, &bob.user_id).await.expect("bob is on alice's list");
     assert_eq!(e["subscription"], json!("accepted"), "{e}");
@@ -215,7 +204,7 @@ async fn deny_marks_denied_and_stays_forbidden() {
     let e = entry(&alice, &bob.user_id).await.expect("a denied request stays on the list");
     assert_opaque_entry(&e, "denied");
     assert_forbidden_without_presence(&alice.get(&status_path(&bob.user_id)).await);
-    assert!(requesters(&bob).await.is_empty(), "a denied request is no longer pending");
+    assert!(bob.requesters().await.is_empty(), "a denied request is no longer pending");
     let sync = alice.sync(None, 0).await;
     assert!(presence_events_of(&sync, &bob.user_id).is_empty(), "denied: no presence in sync: {sync}");
 }
@@ -229,7 +218,7 @@ async fn invite_after_denial_asks_again() {
     answer(&bob, &alice.user_id, false).await;
     invite(&alice, &[&bob.user_id]).await;
     assert_opaque_entry(&entry(&alice, &bob.user_id).await.expect("on the list"), "pending");
-    assert_eq!(requesters(&bob).await, vec![alice.user_id.clone()]);
+    assert_eq!(bob.requesters().await, vec![alice.user_id.clone()]);
 }
 
 #[tokio::test]
@@ -275,7 +264,7 @@ async fn drop_removes_the_entry_and_the_request() {
     let got = alice.post(&list_path(&alice.user_id), json!({"drop": [bob.user_id, carol.user_id]})).await;
     assert_eq!(got, (200, json!({})));
     assert!(list(&alice).await.is_empty(), "both dropped: {:?}", list(&alice).await);
-    assert!(requesters(&bob).await.is_empty(), "a withdrawn request is gone");
+    assert!(bob.requesters().await.is_empty(), "a withdrawn request is gone");
     assert_forbidden_without_presence(&alice.get(&status_path(&carol.user_id)).await);
     assert_matrix_error(&bob.post(&answer_path(&alice.user_id), json!({"allow": true})).await, 404, "M_NOT_FOUND");
 }
@@ -305,8 +294,8 @@ async fn inviting_a_missing_local_user_is_not_found_and_applies_nothing() {
     assert_eq!(entries.len(), 1, "only carol, still pending: {entries:?}");
     assert_opaque_entry(&entries[0], "pending");
     assert_eq!(entries[0]["user_id"], json!(carol.user_id));
-    assert!(requesters(&bob).await.is_empty(), "bob was not asked");
-    assert_eq!(requesters(&carol).await, vec![alice.user_id.clone()], "carol's request was not dropped");
+    assert!(bob.requesters().await.is_empty(), "bob was not asked");
+    assert_eq!(carol.requesters().await, vec![alice.user_id.clone()], "carol's request was not dropped");
 }
 
 #[tokio::test]
@@ -320,7 +309,7 @@ async fn someone_elses_list_is_forbidden() {
     let post = alice.post(&list_path(&bob.user_id), json!({"invite": [carol.user_id]})).await;
     assert_matrix_error(&post, 403, "M_FORBIDDEN");
     assert!(list(&bob).await.is_empty(), "the refused POST changed bob's list");
-    assert!(requesters(&carol).await.is_empty(), "the refused POST asked carol");
+    assert!(carol.requesters().await.is_empty(), "the refused POST asked carol");
 }
 
 #[tokio::test]

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
-use tidings_sytest::paths::{REQUESTS, answer_path, list_path, status_path};
+use tidings_sytest::paths::{answer_path, list_path, status_path};
 use tidings_sytest::{ServerOptions, Session, TestServer, TlsFiles, Value, eventually, json, toml_string};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
@@ -125,18 +125,9 @@ async fn invite(watcher: &Session, target_id: &str) {
     assert_eq!(got, (200, json!({})), "{} inviting {target_id}", watcher.user_id);
 }
 
-async fn requesters(session: &Session) -> Vec<String> {
-    let (status, body) = session.get(REQUESTS).await;
-    assert_eq!(status, 200, "GET requests of {}: {body}", session.user_id);
-    body["requests"]
-        .as_array()
-        .map(|a| a.iter().filter_map(|r| r["user_id"].as_str().map(str::to_owned)).collect())
-        .unwrap_or_default()
-}
-
 async fn wait_request(session: &Session, watcher_id: &str) {
     eventually(Duration::from_secs(15), || async {
-        let got = requesters(session).await;
+        let got = session.requesters().await;
         if got.iter().any(|w| w == watcher_id) { Ok(()) } else { Err(got) }
     })
     .await;
@@ -248,7 +239,7 @@ async fn a_peer_whose_certificate_comes_from_an_untrusted_ca_is_refused() {
     // Nothing reached beta in the clear or otherwise.
     let stats = peer_stats(&admin_b, "alpha.test").await;
     assert_eq!(stats["txns_received"], json!(0), "{stats}");
-    assert!(requesters(&bob).await.is_empty(), "bob got a request through an untrusted peer");
+    assert!(bob.requesters().await.is_empty(), "bob got a request through an untrusted peer");
     let got = admin_b.get("/_tidings/admin/v1/server").await;
     assert_eq!(got.0, 200, "beta keeps serving: {}", got.1);
 
@@ -302,7 +293,7 @@ async fn a_peer_with_an_expired_certificate_is_refused_with_the_reason_logged() 
     );
     let stats = peer_stats(&admin_b, "alpha.test").await;
     assert_eq!(stats["txns_received"], json!(0), "{stats}");
-    assert!(requesters(&bob).await.is_empty(), "bob got a request through an expired certificate");
+    assert!(bob.requesters().await.is_empty(), "bob got a request through an expired certificate");
 }
 
 #[tokio::test]
