@@ -82,5 +82,6 @@ pub fn router(state: ClientState) -> Router {
         .nest("/_matrix/client/v3", matrix_routes())
         .nest("/_matrix/client/r0", matrix_routes())
         .nest("/_tidings/client/v1", tidings_routes())
+        .route("/_tidings/mirror/{*url}", get(feeds::mirror::get_mirror))
         .with_state(state)
 }

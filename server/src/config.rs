@@ -217,6 +217,12 @@ fn validate_feeds(f: &FeedsConfig) -> Result<(), String> {
     if f.item_retention_ms < 3_600_000 {
         return Err("feeds.item_retention_ms must be at least 3600000 (an hour)".into());
     }
+    if f.alive_interval_ms == 0 {
+        return Err("feeds.alive_interval_ms must be above 0".into());
+    }
+    if f.mirror_silence_ms <= f.alive_interval_ms {
+        return Err("feeds.mirror_silence_ms must be above feeds.alive_interval_ms".into());
+    }
     Ok(())
 }
 

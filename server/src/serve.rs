@@ -43,6 +43,7 @@ pub async fn run(config: Config, listener: TcpListener, stop: watch::Receiver<bo
             names: config.federation.peers.iter().map(|p| p.server_name.clone()).collect(),
             short_watchdog_ms: config.federation.short_watchdog_ms,
             long_watchdog_ms: config.federation.long_watchdog_ms,
+            urls: config.federation.peers.iter().map(|p| (p.server_name.clone(), p.url.to_string())).collect(),
         },
         &config.feeds,
     )

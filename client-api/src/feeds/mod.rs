@@ -2,6 +2,7 @@
 
 pub mod items;
 pub mod list;
+pub mod mirror;
 pub mod opml;
 pub mod subscribe;
 pub mod unsubscribe;

@@ -34,6 +34,8 @@ pub struct PeersConfig {
     pub short_watchdog_ms: u64,
     /// Per peer: reset by a status reminder; expiries are staggered across peers.
     pub long_watchdog_ms: u64,
+    /// Each peer's HTTP base URL, as configured (feed mirrors link to theirs).
+    pub urls: std::collections::BTreeMap<String, String>,
 }
 
 /// One rate: a sustained number of actions per second and a burst allowance.
@@ -109,6 +111,13 @@ pub struct FeedsConfig {
     pub max_subscriptions_per_user: u64,
     /// Items older than this (by when they were stored) are pruned hourly.
     pub item_retention_ms: u64,
+    /// A mirror heard from not at all for this long is given up (seed 002: 40 minutes).
+    pub mirror_silence_ms: u64,
+    /// An upstream tells each downstream it is alive when nothing else went to it for
+    /// this long (seed 002: every 10 minutes), so a quiet feed is not a silent mirror.
+    pub alive_interval_ms: u64,
+    /// One peer subscribes to at most this many feeds through us.
+    pub max_peer_feeds: u64,
 }
 
 impl Default for FeedsConfig {
@@ -121,6 +130,9 @@ impl Default for FeedsConfig {
             allow_private_addresses: false,
             max_subscriptions_per_user: 500,
             item_retention_ms: 90 * 86_400_000,
+            mirror_silence_ms: 2_400_000,
+            alive_interval_ms: 600_000,
+            max_peer_feeds: 10_000,
         }
     }
 }

@@ -30,6 +30,10 @@ use crate::sync::BoxFuture;
 /// The most EDUs in one transaction (the spec's limit).
 pub const MAX_EDUS: usize = 100;
 
+/// Queued EDU content bytes one transaction carries at most (feed items are large;
+/// a peer's request limit is 1 MiB by default).
+pub const TXN_BYTES: usize = 256 * 1024;
+
 /// One EDU of an incoming transaction.
 #[derive(Debug, Clone)]
 pub struct IncomingEdu {
@@ -212,7 +216,18 @@ impl Exchange {
         for family in &self.families {
             family.gather(destination, &mut batch).await?;
         }
-        let rows = self.outbound.outbox(destination, batch.room()).await?;
+        let mut rows = self.outbound.outbox(destination, batch.room()).await?;
+        // Keep the transaction under the byte budget (always at least one EDU): the
+        // rest waits for the next one, in order.
+        let mut bytes = 0;
+        let fits = rows
+            .iter()
+            .take_while(|r| {
+                bytes += r.content.len();
+                bytes <= TXN_BYTES
+            })
+            .count();
+        rows.truncate(fits.max(1));
         let outbox_upto = rows.last().map_or(0, |r| r.id);
         for row in &rows {
             let content: Value = serde_json::from_str(&row.content).unwrap_or(Value::Null);

@@ -29,7 +29,7 @@ use accounts::AccountService;
 use clock::SharedClock;
 use config::{FeedsConfig, PeersConfig, PresenceConfig, RateLimitConfig};
 use exchange::Exchange;
-use feeds::{FeedService, FeedsSource};
+use feeds::{FeedFederation, FeedPeers, FeedService, FeedsSource};
 use metrics::Metrics;
 use outbound::Outbound;
 use presence::{Consent, PresencePeers, PresenceRequestsSource, PresenceService, PresenceSource};
@@ -72,6 +72,8 @@ pub struct Core {
     pub exchange: Arc<Exchange>,
     /// Feed subscriptions and polling.
     pub feeds: Arc<FeedService>,
+    /// Feeds between sites: the `tidings.feed_*` EDU family and its timers.
+    pub feed_peers: Arc<FeedPeers>,
 }
 
 impl Core {
@@ -123,15 +125,29 @@ impl Core {
             peers.short_watchdog_ms,
             peers.long_watchdog_ms,
         );
+        let feeds = FeedService::new(
+            db.clone(),
+            Arc::clone(&clock),
+            Arc::clone(&positions),
+            Arc::clone(&notifier),
+            feeds,
+            FeedFederation {
+                server_name: server_name.to_owned(),
+                outbound: Arc::clone(&outbound),
+                peer_urls: peers.urls.clone(),
+            },
+        )?;
+        let feed_peers = FeedPeers::new(Arc::clone(&feeds));
         let exchange = Arc::new(Exchange::new(
             server_name,
             db.clone(),
             Arc::clone(&clock),
             Arc::clone(&outbound),
-            vec![Arc::clone(&presence_peers) as Arc<dyn exchange::EduFamily>],
+            vec![
+                Arc::clone(&presence_peers) as Arc<dyn exchange::EduFamily>,
+                Arc::clone(&feed_peers) as Arc<dyn exchange::EduFamily>,
+            ],
         ));
-        let feeds =
-            FeedService::new(db.clone(), Arc::clone(&clock), Arc::clone(&positions), Arc::clone(&notifier), feeds)?;
         let sync = Arc::new(SyncService::new(
             vec![
                 Arc::new(PresenceSource(Arc::clone(&presence_service))),
@@ -156,6 +172,7 @@ impl Core {
             outbound,
             exchange,
             feeds,
+            feed_peers,
             clock,
             db,
         })
@@ -166,11 +183,13 @@ impl Core {
     pub async fn run(&self, shutdown: impl std::future::Future<Output = ()>) {
         let peers = tokio::spawn(Arc::clone(&self.presence_peers).run());
         let feeds = tokio::spawn(Arc::clone(&self.feeds).run());
+        let feed_peers = tokio::spawn(Arc::clone(&self.feed_peers).run());
         let outbound = Arc::clone(&self.outbound);
         let windows = tokio::spawn(async move { outbound.run().await });
         Arc::clone(&self.presence).run(shutdown).await;
         peers.abort();
         windows.abort();
         feeds.abort();
+        feed_peers.abort();
     }
 }

@@ -53,11 +53,14 @@ pub struct FetchError {
     pub message: String,
     /// From Retry-After on 429 or 503, ms.
     pub retry_after_ms: Option<u64>,
+    /// The HTTP status, when the origin answered with an error status.
+    pub code: Option<u16>,
 }
 
 impl FetchError {
-    fn new(message: impl Into<String>) -> Self {
-        Self { message: message.into(), retry_after_ms: None }
+    /// A failure that is not an HTTP error status.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self { message: message.into(), retry_after_ms: None, code: None }
     }
 }
 
@@ -118,10 +121,17 @@ impl Fetcher {
             }
             if status == reqwest::StatusCode::TOO_MANY_REQUESTS || status == reqwest::StatusCode::SERVICE_UNAVAILABLE {
                 let retry_after_ms = retry_after_ms(resp.headers(), now_ms);
-                return Err(FetchError { message: format!("the origin answered {status}"), retry_after_ms });
+                return Err(FetchError {
+                    message: format!("the origin answered {status}"),
+                    retry_after_ms,
+                    code: Some(status.as_u16()),
+                });
             }
             if !status.is_success() {
-                return Err(FetchError::new(format!("the origin answered {status}")));
+                return Err(FetchError {
+                    code: Some(status.as_u16()),
+                    ..FetchError::new(format!("the origin answered {status}"))
+                });
             }
             if resp.content_length().is_some_and(|n| n > self.max_bytes) {
                 return Err(self.too_large());

@@ -33,7 +33,7 @@ pub fn subscription(s: &Subscription) -> Value {
         "title": f.title.as_deref().unwrap_or(&f.url),
         "subscribed_ts": s.subscribed_ts,
         "last_fetched_ts": f.last_fetched_ts,
-        "source": "origin",
+        "source": f.source,
     });
     if let (Some(error), Some(map)) = (&f.last_error, v.as_object_mut()) {
         map.insert("error".into(), json!(error));

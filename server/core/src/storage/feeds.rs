@@ -39,6 +39,12 @@ pub struct FeedRow {
     pub errors: u64,
     /// The last failure, cleared by a success.
     pub last_error: Option<String>,
+    /// Where items come from: `origin` (fetched here), or `peer:<server_name>`.
+    pub source: String,
+    /// The upstream's stream position of the newest item it sent us.
+    pub upstream_pos: u64,
+    /// Peers were told that we mirror this feed.
+    pub announced: bool,
 }
 
 /// One item as stored.
@@ -100,8 +106,10 @@ pub trait FeedStore {
 
     /// The item of `feed_id` with this identity.
     fn item_by_key(&self, feed_id: i64, key: &str) -> Result<Option<ItemRow>>;
-    /// Insert an item, or replace the one with the same identity (keeping its ID).
-    fn item_put(&self, item: &ItemRow) -> Result<()>;
+    /// Store a new item, or a changed one at its new position; `false` when an item
+    /// with this identity and content is already stored (a repeat writes nothing, so
+    /// two writers racing with the same item cannot show it twice).
+    fn item_put(&self, item: &ItemRow) -> Result<bool>;
     /// Items of `feed_id` changed after `since`, oldest change first, at most `limit`.
     fn items_after(&self, feed_id: i64, since: u64, limit: u64) -> Result<Vec<ItemRow>>;
     /// The newest `limit` items of `feed_id` (by stream position), oldest first.
@@ -113,7 +121,8 @@ pub trait FeedStore {
 }
 
 const FEED_COLUMNS: &str = "feed_id, url, title, etag, last_modified, created_ts, last_fetched_ts, next_fetch_ts, \
-                            hint_ms, failures, fetches, not_modified, errors, last_error, fetch_url";
+                            hint_ms, failures, fetches, not_modified, errors, last_error, fetch_url, \
+                            source, upstream_pos, announced";
 const ITEM_COLUMNS: &str = "item_id, feed_id, item_key, content_hash, title, link, summary, author, published_ts, \
                             updated_ts, stored_ts, stream_pos";
 
@@ -138,6 +147,9 @@ fn feed_row(r: &Row<'_>) -> rusqlite::Result<FeedRow> {
         errors: r.get::<_, i64>(12)?.max(0) as u64,
         last_error: r.get(13)?,
         fetch_url: r.get(14)?,
+        source: r.get(15)?,
+        upstream_pos: r.get::<_, i64>(16)?.max(0) as u64,
+        announced: r.get::<_, i64>(17)? != 0,
     })
 }
 
@@ -189,7 +201,7 @@ impl FeedStore for Connection {
         self.execute(
             "UPDATE feeds SET title = ?2, etag = ?3, last_modified = ?4, last_fetched_ts = ?5, next_fetch_ts = ?6,
                hint_ms = ?7, failures = ?8, fetches = ?9, not_modified = ?10, errors = ?11, last_error = ?12,
-               fetch_url = ?13
+               fetch_url = ?13, source = ?14, upstream_pos = ?15, announced = ?16
              WHERE feed_id = ?1",
             params![
                 f.feed_id,
@@ -205,6 +217,9 @@ impl FeedStore for Connection {
                 to_i64(f.errors),
                 f.last_error,
                 f.fetch_url,
+                f.source,
+                to_i64(f.upstream_pos),
+                i64::from(f.announced),
             ],
         )?;
         Ok(())
@@ -232,7 +247,7 @@ impl FeedStore for Connection {
         );
         let mut stmt = self.prepare(&sql)?;
         let rows = stmt
-            .query_map([user], |r| Ok((feed_row(r)?, r.get::<_, i64>(15)?.max(0) as u64)))?
+            .query_map([user], |r| Ok((feed_row(r)?, r.get::<_, i64>(18)?.max(0) as u64)))?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
     }
@@ -273,30 +288,32 @@ impl FeedStore for Connection {
         Ok(self.prepare_cached(&sql)?.query_row(params![feed_id, key], item_row).optional()?)
     }
 
-    fn item_put(&self, i: &ItemRow) -> Result<()> {
-        self.prepare_cached(
-            "INSERT INTO feed_items (feed_id, item_key, content_hash, title, link, summary, author, published_ts,
+    fn item_put(&self, i: &ItemRow) -> Result<bool> {
+        let n = self
+            .prepare_cached(
+                "INSERT INTO feed_items (feed_id, item_key, content_hash, title, link, summary, author, published_ts,
                                      updated_ts, stored_ts, stream_pos)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
              ON CONFLICT(feed_id, item_key) DO UPDATE SET content_hash = excluded.content_hash,
                title = excluded.title, link = excluded.link, summary = excluded.summary, author = excluded.author,
                published_ts = excluded.published_ts, updated_ts = excluded.updated_ts,
-               stored_ts = excluded.stored_ts, stream_pos = excluded.stream_pos",
-        )?
-        .execute(params![
-            i.feed_id,
-            i.item_key,
-            i.content_hash,
-            i.title,
-            i.link,
-            i.summary,
-            i.author,
-            to_i64(i.published_ts),
-            to_i64(i.updated_ts),
-            to_i64(i.stored_ts),
-            to_i64(i.stream_pos),
-        ])?;
-        Ok(())
+               stored_ts = excluded.stored_ts, stream_pos = excluded.stream_pos
+             WHERE feed_items.content_hash <> excluded.content_hash",
+            )?
+            .execute(params![
+                i.feed_id,
+                i.item_key,
+                i.content_hash,
+                i.title,
+                i.link,
+                i.summary,
+                i.author,
+                to_i64(i.published_ts),
+                to_i64(i.updated_ts),
+                to_i64(i.stored_ts),
+                to_i64(i.stream_pos),
+            ])?;
+        Ok(n > 0)
     }
 
     fn items_after(&self, feed_id: i64, since: u64, limit: u64) -> Result<Vec<ItemRow>> {

@@ -16,6 +16,7 @@
 
 pub mod accounts;
 pub mod federation;
+pub mod feed_peers;
 pub mod feeds;
 pub mod meta;
 pub mod presence;
@@ -30,6 +31,7 @@ use tokio::sync::{Semaphore, oneshot};
 
 pub use accounts::AccountStore;
 pub use federation::FederationStore;
+pub use feed_peers::FeedPeerStore;
 pub use feeds::FeedStore;
 pub use meta::MetaStore;
 pub use presence::PresenceStore;
@@ -42,6 +44,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0002_presence_devices.sql"),
     include_str!("../../migrations/0003_federation.sql"),
     include_str!("../../migrations/0004_feeds.sql"),
+    include_str!("../../migrations/0005_feed_peers.sql"),
 ];
 
 /// How many read connections run beside the writer.
@@ -52,9 +55,9 @@ const MAX_GROUP: usize = 512;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Every domain's queries, as one job sees them.
-pub trait Store: AccountStore + PresenceStore + FederationStore + FeedStore + MetaStore {}
+pub trait Store: AccountStore + PresenceStore + FederationStore + FeedStore + FeedPeerStore + MetaStore {}
 
-impl<T: AccountStore + PresenceStore + FederationStore + FeedStore + MetaStore> Store for T {}
+impl<T: AccountStore + PresenceStore + FederationStore + FeedStore + FeedPeerStore + MetaStore> Store for T {}
 
 /// What runs after a write job's group committed (with `true`) or failed (`false`):
 /// publishing what the job wrote, in memory, only once it is on disk.
