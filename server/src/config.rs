@@ -137,6 +137,9 @@ impl Config {
         if let Some(ca) = &mut config.federation.ca_file {
             resolve(ca);
         }
+        if let Some(ca) = &mut config.feeds.ca_file {
+            resolve(ca);
+        }
         config.validate().map_err(|e| format!("config file {}: {e}", path.display()))?;
         Ok(config)
     }
@@ -216,6 +219,11 @@ fn validate_feeds(f: &FeedsConfig) -> Result<(), String> {
     }
     if f.item_retention_ms < 3_600_000 {
         return Err("feeds.item_retention_ms must be at least 3600000 (an hour)".into());
+    }
+    if let Some(ca) = &f.ca_file
+        && !ca.is_file()
+    {
+        return Err(format!("feeds.ca_file: cannot read {}", ca.display()));
     }
     if f.alive_interval_ms == 0 {
         return Err("feeds.alive_interval_ms must be above 0".into());

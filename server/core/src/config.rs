@@ -118,6 +118,8 @@ pub struct FeedsConfig {
     pub alive_interval_ms: u64,
     /// One peer subscribes to at most this many feeds through us.
     pub max_peer_feeds: u64,
+    /// More CA certificates (PEM) trusted for `https://` feeds, beside the system roots.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for FeedsConfig {
@@ -133,6 +135,7 @@ impl Default for FeedsConfig {
             mirror_silence_ms: 2_400_000,
             alive_interval_ms: 600_000,
             max_peer_feeds: 10_000,
+            ca_file: None,
         }
     }
 }

@@ -102,8 +102,12 @@ impl FeedPeers {
         let mut unit = Unit::new();
         let peers = svc.relay.peers();
         svc.relay.job_in(&mut unit, move |s, q, now| {
+            // Peers assume a site fetches until told otherwise, and learn what it
+            // mirrors as it starts to: a direct site with nothing mirrored says nothing.
+            let nothing_to_say = fetches && announced.is_empty();
             for peer in &peers {
-                if s.told_mode(peer)? != Some(fetches) {
+                let told = s.told_mode(peer)?;
+                if told != Some(fetches) && !(nothing_to_say && told.is_none()) {
                     let m = Mirrors { fetches, add: announced.clone(), remove: Vec::new() };
                     q.push(s, peer, edus::MIRRORS, &json!(m), now)?;
                     s.told_mode_put(peer, fetches)?;

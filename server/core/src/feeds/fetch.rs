@@ -73,9 +73,21 @@ pub struct Fetcher {
 }
 
 impl Fetcher {
-    /// A fetcher with the document cap and the SSRF policy.
-    pub fn new(max_bytes: u64, allow_private: bool) -> crate::Result<Self> {
-        let client = reqwest::Client::builder()
+    /// A fetcher with the document cap and the SSRF policy, trusting the system roots
+    /// and the certificates of `ca_pem` (a PEM bundle), if given.
+    pub fn new(max_bytes: u64, allow_private: bool, ca_pem: Option<&[u8]>) -> crate::Result<Self> {
+        let mut builder = reqwest::Client::builder();
+        if let Some(pem) = ca_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| crate::Error::internal(format!("feeds.ca_file: not PEM certificates: {e}")))?;
+            if certs.is_empty() {
+                return Err(crate::Error::internal("feeds.ca_file: no certificate in the file"));
+            }
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let client = builder
             .redirect(reqwest::redirect::Policy::none())
             .dns_resolver(GuardedResolver::new(allow_private))
             .connect_timeout(CONNECT_TIMEOUT)

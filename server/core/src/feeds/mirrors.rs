@@ -51,8 +51,8 @@ pub enum DropReason {
 struct Known {
     /// url → peers that announced they mirror it.
     announced: HashMap<String, BTreeSet<String>>,
-    /// Peers that fetch origins.
-    fetching: BTreeSet<String>,
+    /// Peers that told us they never fetch origins (`fetch = "peers"`).
+    not_fetching: BTreeSet<String>,
     /// (peer, url) given up, and why.
     dropped: BTreeMap<(String, String), DropReason>,
     /// (peer, url) → client errors in a row.
@@ -64,13 +64,17 @@ struct Known {
 pub struct Mirrors {
     server_name: String,
     mode: FeedFetch,
+    /// The configured peers, sorted: a `peers` site may ask any that fetches.
+    peers: Vec<String>,
     known: Mutex<Known>,
 }
 
 impl Mirrors {
-    /// Knowledge for this site, in `mode`.
-    pub fn new(server_name: &str, mode: FeedFetch) -> Self {
-        Self { server_name: server_name.to_owned(), mode, known: Mutex::new(Known::default()) }
+    /// Knowledge for this site, in `mode`, among `peers`.
+    pub fn new(server_name: &str, mode: FeedFetch, peers: &[String]) -> Self {
+        let mut peers = peers.to_vec();
+        peers.sort();
+        Self { server_name: server_name.to_owned(), mode, peers, known: Mutex::new(Known::default()) }
     }
 
     fn known(&self) -> std::sync::MutexGuard<'_, Known> {
@@ -84,8 +88,8 @@ impl Mirrors {
             k.announced.entry(url).or_default().insert(peer);
         }
         for (peer, fetches) in modes {
-            if fetches {
-                k.fetching.insert(peer);
+            if !fetches {
+                k.not_fetching.insert(peer);
             }
         }
     }
@@ -95,9 +99,9 @@ impl Mirrors {
     pub fn announce(&self, peer: &str, fetches: bool, add: &[String], remove: &[String]) {
         let mut k = self.known();
         if fetches {
-            k.fetching.insert(peer.to_owned());
+            k.not_fetching.remove(peer);
         } else {
-            k.fetching.remove(peer);
+            k.not_fetching.insert(peer.to_owned());
         }
         for url in add {
             k.announced.entry(url.clone()).or_default().insert(peer.to_owned());
@@ -182,18 +186,16 @@ impl Mirrors {
                 if let Some(p) = lowest {
                     return Some(Upstream::Peer(p));
                 }
-                let k = self.known();
-                k.fetching
-                    .iter()
-                    .find(|p| !k.dropped.contains_key(&((*p).clone(), url.to_owned())))
-                    .map(|p| Upstream::Peer(p.clone()))
+                self.peers.iter().find(|p| self.may_ask(p, url)).map(|p| Upstream::Peer(p.clone()))
             }
         }
     }
 
     fn may_ask(&self, peer: &str, url: &str) -> bool {
         let k = self.known();
-        k.fetching.contains(peer) && !k.dropped.contains_key(&(peer.to_owned(), url.to_owned()))
+        self.peers.iter().any(|p| p == peer)
+            && !k.not_fetching.contains(peer)
+            && !k.dropped.contains_key(&(peer.to_owned(), url.to_owned()))
     }
 }
 
@@ -209,24 +211,24 @@ mod tests {
 
     #[test]
     fn two_fetchers_settle_on_the_lower_name() {
-        let b = Mirrors::new("beta.test", FeedFetch::Direct);
-        let a = Mirrors::new("alpha.test", FeedFetch::Direct);
+        let b = Mirrors::new("beta.test", FeedFetch::Direct, &[]);
+        let a = Mirrors::new("alpha.test", FeedFetch::Direct, &[]);
         // Both started at once and fetch; each hears the other's announcement.
         b.announce("alpha.test", true, &[U.into()], &[]);
         a.announce("beta.test", true, &[U.into()], &[]);
         assert_eq!(b.choose(U, Some(&Upstream::Origin)), peer("alpha.test"), "beta hands it to alpha");
         assert_eq!(a.choose(U, Some(&Upstream::Origin)), Some(Upstream::Origin), "alpha keeps fetching");
         // A newcomer takes the lowest mirror, whatever its own name.
-        let c = Mirrors::new("aardvark.test", FeedFetch::Direct);
+        let c = Mirrors::new("aardvark.test", FeedFetch::Direct, &[]);
         c.announce("beta.test", true, &[U.into()], &[]);
         c.announce("alpha.test", true, &[U.into()], &[]);
         assert_eq!(c.choose(U, None), peer("alpha.test"));
-        assert_eq!(Mirrors::new("x.test", FeedFetch::Direct).choose(U, None), Some(Upstream::Origin));
+        assert_eq!(Mirrors::new("x.test", FeedFetch::Direct, &[]).choose(U, None), Some(Upstream::Origin));
     }
 
     #[test]
     fn a_failing_mirror_is_given_up_and_another_takes_over() {
-        let c = Mirrors::new("gamma.test", FeedFetch::Direct);
+        let c = Mirrors::new("gamma.test", FeedFetch::Direct, &[]);
         c.announce("alpha.test", true, &[U.into()], &[]);
         c.announce("beta.test", true, &[U.into()], &[]);
         let now = peer("alpha.test");
@@ -248,10 +250,13 @@ mod tests {
 
     #[test]
     fn a_peers_site_asks_a_fetching_peer_and_never_the_origin() {
-        let p = Mirrors::new("ship.test", FeedFetch::Peers);
-        assert_eq!(p.choose(U, None), None, "nobody to ask yet");
-        p.announce("shore.test", true, &[], &[]);
+        assert_eq!(Mirrors::new("raft.test", FeedFetch::Peers, &[]).choose(U, None), None, "nobody to ask");
+        let peers = ["shore.test".to_owned(), "buoy.test".to_owned(), "port.test".to_owned()];
+        let p = Mirrors::new("ship.test", FeedFetch::Peers, &peers);
+        assert_eq!(p.choose(U, None), peer("buoy.test"), "any peer not known to refuse, lowest first");
         p.announce("buoy.test", false, &[], &[]);
+        assert_eq!(p.choose(U, None), peer("port.test"), "buoy never fetches");
+        p.announce("port.test", false, &[], &[]);
         assert_eq!(p.choose(U, None), peer("shore.test"), "a peer that fetches");
         assert_eq!(p.choose(U, peer("shore.test").as_ref()), peer("shore.test"), "kept while it is usable");
         p.announce("port.test", true, &[U.into()], &[]);

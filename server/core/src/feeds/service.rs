@@ -122,7 +122,14 @@ impl FeedService {
     ) -> Result<Arc<Self>> {
         let FeedFederation { server_name, outbound, peer_urls } = federation;
         let server_name = server_name.as_str();
-        let mirrors = Mirrors::new(server_name, config.fetch);
+        let ca_pem =
+            match &config.ca_file {
+                Some(path) => Some(std::fs::read(path).map_err(|e| {
+                    crate::Error::internal(format!("feeds.ca_file: cannot read {}: {e}", path.display()))
+                })?),
+                None => None,
+            };
+        let mirrors = Mirrors::new(server_name, config.fetch, &outbound.peers());
         let (known, modes) = db.read_blocking(|s| Ok((s.mirrors_all()?, s.peer_modes()?)))?;
         mirrors.load(known, modes);
         Ok(Arc::new(Self {
@@ -132,7 +139,7 @@ impl FeedService {
             placing: tokio::sync::Mutex::new(()),
             told_watchers: Mutex::new(HashMap::new()),
             latest_item_pos: Arc::new(AtomicU64::new(positions.current())),
-            fetcher: Fetcher::new(config.max_document_bytes, config.allow_private_addresses)?,
+            fetcher: Fetcher::new(config.max_document_bytes, config.allow_private_addresses, ca_pem.as_deref())?,
             db,
             clock,
             positions,
