@@ -45,6 +45,7 @@ pub async fn run(config: Config, listener: TcpListener, stop: watch::Receiver<bo
             long_watchdog_ms: config.federation.long_watchdog_ms,
         },
         &config.feeds,
+        &config.rooms,
     )
     .map_err(|e| format!("cannot open the database in {}: {e}", config.data_dir.display()))?;
 

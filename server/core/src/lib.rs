@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod outbound;
 pub mod presence;
 pub mod ratelimit;
+pub mod rooms;
 pub mod storage;
 pub mod stream;
 pub mod sync;
@@ -27,13 +28,14 @@ pub use error::{Error, ErrorKind, Result};
 
 use accounts::AccountService;
 use clock::SharedClock;
-use config::{FeedsConfig, PeersConfig, PresenceConfig, RateLimitConfig};
+use config::{FeedsConfig, PeersConfig, PresenceConfig, RateLimitConfig, RoomsConfig};
 use exchange::Exchange;
 use feeds::{FeedService, FeedsSource};
 use metrics::Metrics;
 use outbound::Outbound;
 use presence::{Consent, PresencePeers, PresenceRequestsSource, PresenceService, PresenceSource};
 use ratelimit::RateLimiter;
+use rooms::{RoomService, RoomsSource};
 use storage::Db;
 use stream::{Notifier, Positions};
 use sync::SyncService;
@@ -72,10 +74,13 @@ pub struct Core {
     pub exchange: Arc<Exchange>,
     /// Feed subscriptions and polling.
     pub feeds: Arc<FeedService>,
+    /// Rooms on this site.
+    pub rooms: Arc<RoomService>,
 }
 
 impl Core {
     /// Open the database under `data_dir` and load every service from it.
+    #[allow(clippy::too_many_arguments)] // one config struct per area, as the server composes them
     pub fn open(
         data_dir: &Path,
         server_name: &str,
@@ -84,12 +89,14 @@ impl Core {
         clock: SharedClock,
         peers: &PeersConfig,
         feeds: &FeedsConfig,
+        rooms: &RoomsConfig,
     ) -> Result<Self> {
         let db = Db::open(&data_dir.join("tidings.sqlite"))?;
-        Self::with_db(db, server_name, presence, rate_limits, clock, peers, feeds)
+        Self::with_db(db, server_name, presence, rate_limits, clock, peers, feeds, rooms)
     }
 
     /// Load every service from `db` (tests hand a temporary database).
+    #[allow(clippy::too_many_arguments)]
     pub fn with_db(
         db: Db,
         server_name: &str,
@@ -98,6 +105,7 @@ impl Core {
         clock: SharedClock,
         peers: &PeersConfig,
         feeds: &FeedsConfig,
+        rooms: &RoomsConfig,
     ) -> Result<Self> {
         let floor = db.read_blocking(|s| s.max_stream_pos())?;
         let positions = Arc::new(db.write_blocking(move |s| Positions::load(s, floor))?);
@@ -132,8 +140,17 @@ impl Core {
         ));
         let feeds =
             FeedService::new(db.clone(), Arc::clone(&clock), Arc::clone(&positions), Arc::clone(&notifier), feeds)?;
+        let room_service = RoomService::load(
+            db.clone(),
+            Arc::clone(&clock),
+            Arc::clone(&positions),
+            Arc::clone(&notifier),
+            server_name,
+            rooms,
+        )?;
         let sync = Arc::new(SyncService::new(
             vec![
+                Arc::new(RoomsSource(Arc::clone(&room_service))),
                 Arc::new(PresenceSource(Arc::clone(&presence_service))),
                 Arc::new(PresenceRequestsSource(Arc::clone(&presence_service))),
                 Arc::new(FeedsSource(Arc::clone(&feeds))),
@@ -156,6 +173,7 @@ impl Core {
             outbound,
             exchange,
             feeds,
+            rooms: room_service,
             clock,
             db,
         })
@@ -166,11 +184,13 @@ impl Core {
     pub async fn run(&self, shutdown: impl std::future::Future<Output = ()>) {
         let peers = tokio::spawn(Arc::clone(&self.presence_peers).run());
         let feeds = tokio::spawn(Arc::clone(&self.feeds).run());
+        let typing = tokio::spawn(Arc::clone(&self.rooms).run());
         let outbound = Arc::clone(&self.outbound);
         let windows = tokio::spawn(async move { outbound.run().await });
         Arc::clone(&self.presence).run(shutdown).await;
         peers.abort();
         windows.abort();
         feeds.abort();
+        typing.abort();
     }
 }

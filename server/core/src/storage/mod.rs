@@ -19,6 +19,7 @@ pub mod federation;
 pub mod feeds;
 pub mod meta;
 pub mod presence;
+pub mod rooms;
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -33,6 +34,7 @@ pub use federation::FederationStore;
 pub use feeds::FeedStore;
 pub use meta::MetaStore;
 pub use presence::PresenceStore;
+pub use rooms::RoomStore;
 
 use crate::error::{Error, Result};
 
@@ -42,6 +44,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0002_presence_devices.sql"),
     include_str!("../../migrations/0003_federation.sql"),
     include_str!("../../migrations/0004_feeds.sql"),
+    include_str!("../../migrations/0006_rooms.sql"),
 ];
 
 /// How many read connections run beside the writer.
@@ -52,9 +55,9 @@ const MAX_GROUP: usize = 512;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Every domain's queries, as one job sees them.
-pub trait Store: AccountStore + PresenceStore + FederationStore + FeedStore + MetaStore {}
+pub trait Store: AccountStore + PresenceStore + FederationStore + FeedStore + MetaStore + RoomStore {}
 
-impl<T: AccountStore + PresenceStore + FederationStore + FeedStore + MetaStore> Store for T {}
+impl<T: AccountStore + PresenceStore + FederationStore + FeedStore + MetaStore + RoomStore> Store for T {}
 
 /// What runs after a write job's group committed (with `true`) or failed (`false`):
 /// publishing what the job wrote, in memory, only once it is on disk.
