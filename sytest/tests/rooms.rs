@@ -124,9 +124,23 @@ async fn public_rooms_join_by_alias_and_appear_in_the_directory() {
     assert_eq!(chunk[0]["num_joined_members"], json!(2));
     assert_eq!(chunk[0]["name"], json!("The Lobby"));
     assert_eq!(chunk[0]["canonical_alias"], json!(alias));
+    // Redacting the name event takes the name out of the directory too.
+    let (_, state) = alice.get(&room_path(&room, "/state")).await;
+    let name_event = state
+        .as_array()
+        .and_then(|events| events.iter().find(|e| e["type"] == "m.room.name"))
+        .and_then(|e| e["event_id"].as_str())
+        .expect("the name event")
+        .to_owned();
+    let redact = room_path(&room, &format!("/redact/{}/n1", encode_component(&name_event)));
+    assert_eq!(alice.put(&redact, json!({})).await.0, 200);
+    let (_, list) = bob.get("/_matrix/client/v3/publicRooms").await;
+    assert!(list["chunk"][0].get("name").is_none(), "{list}");
+    assert_eq!(bob.get(&room_path(&room, "/state/m.room.name")).await, (200, json!({})));
     // A private room is not listed; the search term filters.
     create_room(&alice, json!({"name": "Secret"})).await;
-    let (_, list) = bob.post("/_matrix/client/v3/publicRooms", json!({"filter": {"generic_search_term": "lob"}})).await;
+    let (_, list) =
+        bob.post("/_matrix/client/v3/publicRooms", json!({"filter": {"generic_search_term": "lobby"}})).await;
     assert_eq!(list["chunk"].as_array().map(Vec::len), Some(1), "{list}");
     let (_, list) =
         bob.post("/_matrix/client/v3/publicRooms", json!({"filter": {"generic_search_term": "secret"}})).await;

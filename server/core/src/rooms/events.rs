@@ -179,6 +179,16 @@ pub fn content(row: &EventRow) -> Value {
     v.get("content").cloned().unwrap_or_else(|| json!({}))
 }
 
+/// The content an event of `event_type` keeps once redacted (room version 10's rules).
+pub fn redacted_content(event_type: &str, content: &Value) -> Value {
+    let object = json!({ "type": event_type, "content": content });
+    let Ok(object) = serde_json::from_value::<CanonicalJsonObject>(object) else { return json!({}) };
+    redact(object, &RULES.redaction, None)
+        .ok()
+        .and_then(|o| serde_json::to_value(o).ok())
+        .map_or_else(|| json!({}), |v| v["content"].clone())
+}
+
 /// The stripped form of a state event, as invites carry it.
 pub fn stripped(row: &EventRow) -> Value {
     json!({
@@ -223,6 +233,17 @@ mod tests {
         p.ts += 1;
         let b = build(&NewEvent::message("m.room.message", json!({"body": "x"})), &p).expect("b");
         assert_ne!(a.event_id, b.event_id, "the timestamp is part of the hash");
+    }
+
+    #[test]
+    fn redaction_keeps_what_the_rules_keep() {
+        let levels = json!({"users": {"@a:x": 100}, "ban": 50, "custom": "gone"});
+        assert_eq!(redacted_content("m.room.power_levels", &levels), json!({"users": {"@a:x": 100}, "ban": 50}));
+        assert_eq!(redacted_content("m.room.message", &json!({"body": "x"})), json!({}));
+        assert_eq!(
+            redacted_content("m.room.member", &json!({"membership": "join", "displayname": "A"})),
+            json!({"membership": "join"})
+        );
     }
 
     #[test]

@@ -128,6 +128,7 @@ impl From<NewEvent> for Outgoing {
 pub(crate) struct Staged {
     row: EventRow,
     content: Value,
+    redacts: Option<String>,
 }
 
 /// Rooms on this site.
@@ -418,7 +419,11 @@ impl RoomService {
             };
             working.apply(&row, event.content.clone());
             writes.push((row.clone(), event.redacts.as_ref().map(|r| r.to_string())));
-            staged.push(Staged { row, content: event.content.clone() });
+            staged.push(Staged {
+                row,
+                content: event.content.clone(),
+                redacts: event.redacts.as_ref().map(|r| r.to_string()),
+            });
         }
         unit.write(move |s| {
             for (row, redacts) in &writes {
@@ -458,6 +463,9 @@ impl RoomService {
             }
             let mut state = write(&room2.state);
             for s in staged {
+                if let Some(target) = &s.redacts {
+                    state.redacted(target);
+                }
                 state.apply(&s.row, s.content);
                 if let (true, Some(key)) = (s.row.event_type == "m.room.member", &s.row.state_key) {
                     memberships.set(key, &room2.id, state.membership(key).unwrap_or("leave"), s.row.pos);

@@ -150,6 +150,16 @@ impl RoomState {
         }
     }
 
+    /// A redaction of `event_id` landed: if it is current state, keep only what the
+    /// redaction rules keep of its content (so auth rules read the redacted power levels).
+    pub fn redacted(&mut self, event_id: &str) {
+        for ((event_type, _), entry) in self.state.iter_mut() {
+            if entry.event_id == event_id {
+                entry.content = super::events::redacted_content(event_type, &entry.content);
+            }
+        }
+    }
+
     /// The state event of a key.
     pub fn get(&self, event_type: &str, state_key: &str) -> Option<&StateEntry> {
         self.state.get(&(event_type.to_owned(), state_key.to_owned()))
