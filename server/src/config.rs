@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use tidings_core::config::{FeedsConfig, PresenceConfig, RateLimitConfig};
+use tidings_core::config::{FeedsConfig, PresenceConfig, RateLimitConfig, RoomsConfig};
 use tidings_federation::FederationConfig;
 
 /// `registration`.
@@ -68,6 +68,8 @@ pub struct Config {
     pub federation: FederationConfig,
     /// `[feeds]`.
     pub feeds: FeedsConfig,
+    /// `[rooms]`.
+    pub rooms: RoomsConfig,
 }
 
 impl std::fmt::Debug for Config {
@@ -87,6 +89,7 @@ impl std::fmt::Debug for Config {
             .field("rate_limits", &self.rate_limits)
             .field("federation", &self.federation)
             .field("feeds", &self.feeds)
+            .field("rooms", &self.rooms)
             .finish()
     }
 }
@@ -108,6 +111,7 @@ impl Default for Config {
             rate_limits: RateLimitConfig::default(),
             federation: FederationConfig::default(),
             feeds: FeedsConfig::default(),
+            rooms: RoomsConfig::default(),
         }
     }
 }
@@ -179,6 +183,9 @@ impl Config {
             ("presence_list", self.rate_limits.presence_list),
             ("presence_answer", self.rate_limits.presence_answer),
             ("presence_poll", self.rate_limits.presence_poll),
+            ("room_send", self.rate_limits.room_send),
+            ("room_create", self.rate_limits.room_create),
+            ("room_ephemeral", self.rate_limits.room_ephemeral),
         ] {
             if !(rate.per_second.is_finite() && rate.per_second > 0.0) || rate.burst == 0 {
                 return Err(format!("rate_limits.{name}: per_second must be above 0 and burst at least 1"));
@@ -200,8 +207,16 @@ impl Config {
             return Err("metrics_token must be at least 16 characters".into());
         }
         validate_feeds(&self.feeds)?;
+        validate_rooms(&self.rooms)?;
         self.federation.validate()
     }
+}
+
+fn validate_rooms(r: &RoomsConfig) -> Result<(), String> {
+    if r.max_rooms_per_user == 0 || r.max_members_per_room < 2 {
+        return Err("rooms.max_rooms_per_user must be at least 1 and rooms.max_members_per_room at least 2".into());
+    }
+    Ok(())
 }
 
 fn validate_feeds(f: &FeedsConfig) -> Result<(), String> {

@@ -46,6 +46,7 @@ pub async fn run(config: Config, listener: TcpListener, stop: watch::Receiver<bo
             urls: config.federation.peers.iter().map(|p| (p.server_name.clone(), p.url.to_string())).collect(),
         },
         &config.feeds,
+        &config.rooms,
     )
     .map_err(|e| format!("cannot open the database in {}: {e}", config.data_dir.display()))?;
 

@@ -35,6 +35,7 @@ mod config;
 pub mod origin;
 pub mod paths;
 mod ports;
+pub mod rooms;
 mod server;
 pub mod synapse;
 mod wait;

@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod outbound;
 pub mod presence;
 pub mod ratelimit;
+pub mod rooms;
 pub mod storage;
 pub mod stream;
 pub mod sync;
@@ -27,13 +28,14 @@ pub use error::{Error, ErrorKind, Result};
 
 use accounts::AccountService;
 use clock::SharedClock;
-use config::{FeedsConfig, PeersConfig, PresenceConfig, RateLimitConfig};
+use config::{FeedsConfig, PeersConfig, PresenceConfig, RateLimitConfig, RoomsConfig};
 use exchange::Exchange;
 use feeds::{FeedFederation, FeedPeers, FeedService, FeedsSource};
 use metrics::Metrics;
 use outbound::Outbound;
 use presence::{Consent, PresencePeers, PresenceRequestsSource, PresenceService, PresenceSource};
 use ratelimit::RateLimiter;
+use rooms::{RoomService, RoomsSource};
 use storage::Db;
 use stream::{Notifier, Positions};
 use sync::SyncService;
@@ -74,10 +76,13 @@ pub struct Core {
     pub feeds: Arc<FeedService>,
     /// Feeds between sites: the `tidings.feed_*` EDU family and its timers.
     pub feed_peers: Arc<FeedPeers>,
+    /// Rooms on this site.
+    pub rooms: Arc<RoomService>,
 }
 
 impl Core {
     /// Open the database under `data_dir` and load every service from it.
+    #[allow(clippy::too_many_arguments)] // one config struct per area, as the server composes them
     pub fn open(
         data_dir: &Path,
         server_name: &str,
@@ -86,12 +91,14 @@ impl Core {
         clock: SharedClock,
         peers: &PeersConfig,
         feeds: &FeedsConfig,
+        rooms: &RoomsConfig,
     ) -> Result<Self> {
         let db = Db::open(&data_dir.join("tidings.sqlite"))?;
-        Self::with_db(db, server_name, presence, rate_limits, clock, peers, feeds)
+        Self::with_db(db, server_name, presence, rate_limits, clock, peers, feeds, rooms)
     }
 
     /// Load every service from `db` (tests hand a temporary database).
+    #[allow(clippy::too_many_arguments)]
     pub fn with_db(
         db: Db,
         server_name: &str,
@@ -100,6 +107,7 @@ impl Core {
         clock: SharedClock,
         peers: &PeersConfig,
         feeds: &FeedsConfig,
+        rooms: &RoomsConfig,
     ) -> Result<Self> {
         let floor = db.read_blocking(|s| s.max_stream_pos())?;
         let positions = Arc::new(db.write_blocking(move |s| Positions::load(s, floor))?);
@@ -148,8 +156,17 @@ impl Core {
                 Arc::clone(&feed_peers) as Arc<dyn exchange::EduFamily>,
             ],
         ));
+        let room_service = RoomService::load(
+            db.clone(),
+            Arc::clone(&clock),
+            Arc::clone(&positions),
+            Arc::clone(&notifier),
+            server_name,
+            rooms,
+        )?;
         let sync = Arc::new(SyncService::new(
             vec![
+                Arc::new(RoomsSource(Arc::clone(&room_service))),
                 Arc::new(PresenceSource(Arc::clone(&presence_service))),
                 Arc::new(PresenceRequestsSource(Arc::clone(&presence_service))),
                 Arc::new(FeedsSource(Arc::clone(&feeds))),
@@ -173,6 +190,7 @@ impl Core {
             exchange,
             feeds,
             feed_peers,
+            rooms: room_service,
             clock,
             db,
         })
@@ -184,6 +202,7 @@ impl Core {
         let peers = tokio::spawn(Arc::clone(&self.presence_peers).run());
         let feeds = tokio::spawn(Arc::clone(&self.feeds).run());
         let feed_peers = tokio::spawn(Arc::clone(&self.feed_peers).run());
+        let typing = tokio::spawn(Arc::clone(&self.rooms).run());
         let outbound = Arc::clone(&self.outbound);
         let windows = tokio::spawn(async move { outbound.run().await });
         Arc::clone(&self.presence).run(shutdown).await;
@@ -191,5 +210,6 @@ impl Core {
         windows.abort();
         feeds.abort();
         feed_peers.abort();
+        typing.abort();
     }
 }

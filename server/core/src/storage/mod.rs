@@ -20,6 +20,7 @@ pub mod feed_peers;
 pub mod feeds;
 pub mod meta;
 pub mod presence;
+pub mod rooms;
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -35,6 +36,7 @@ pub use feed_peers::FeedPeerStore;
 pub use feeds::FeedStore;
 pub use meta::MetaStore;
 pub use presence::PresenceStore;
+pub use rooms::RoomStore;
 
 use crate::error::{Error, Result};
 
@@ -45,6 +47,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0003_federation.sql"),
     include_str!("../../migrations/0004_feeds.sql"),
     include_str!("../../migrations/0005_feed_peers.sql"),
+    include_str!("../../migrations/0006_rooms.sql"),
 ];
 
 /// How many read connections run beside the writer.
@@ -55,9 +58,9 @@ const MAX_GROUP: usize = 512;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Every domain's queries, as one job sees them.
-pub trait Store: AccountStore + PresenceStore + FederationStore + FeedStore + FeedPeerStore + MetaStore {}
+pub trait Store: AccountStore + PresenceStore + FederationStore + FeedStore + FeedPeerStore + MetaStore + RoomStore {}
 
-impl<T: AccountStore + PresenceStore + FederationStore + FeedStore + FeedPeerStore + MetaStore> Store for T {}
+impl<T: AccountStore + PresenceStore + FederationStore + FeedStore + FeedPeerStore + MetaStore + RoomStore> Store for T {}
 
 /// What runs after a write job's group committed (with `true`) or failed (`false`):
 /// publishing what the job wrote, in memory, only once it is on disk.

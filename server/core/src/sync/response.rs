@@ -2,7 +2,9 @@
 //! part, and named extensions (`tidings.*`) where it does not.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
+use ruma::api::client::filter::FilterDefinition;
 use ruma::api::client::sync::sync_events::v3::{Presence, Rooms};
 use serde_json::Value;
 
@@ -19,4 +21,6 @@ pub struct SyncResponse {
     pub rooms: Rooms,
     /// Top-level keys of Tidings' extensions, such as `tidings.presence_requests`.
     pub extensions: BTreeMap<String, Value>,
+    /// The filter the client asked for (`?filter=`); each source honours its parts.
+    pub filter: Arc<FilterDefinition>,
 }

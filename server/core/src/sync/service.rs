@@ -28,6 +28,8 @@ pub struct SyncRequest {
     pub timeout: Duration,
     /// `full_state`: answer with everything, at once.
     pub full_state: bool,
+    /// The filter (`?filter=`), resolved.
+    pub filter: Arc<ruma::api::client::filter::FilterDefinition>,
 }
 
 /// Builds sync answers from the sources.
@@ -75,7 +77,7 @@ impl SyncService {
         }
         let upto = self.positions.visible().max(since.unwrap_or(0));
         let range = SyncRange { since, upto };
-        let mut out = SyncResponse { next_batch: SyncToken(upto), ..SyncResponse::default() };
+        let mut out = SyncResponse { next_batch: SyncToken(upto), filter: request.filter, ..SyncResponse::default() };
         for source in &self.sources {
             source.collect(user, range, &mut out).await?;
         }
