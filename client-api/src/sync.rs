@@ -27,7 +27,7 @@ fn parse_request(
         Some("true") => true,
         Some(_) => return Err(Error::invalid_param("full_state must be true or false")),
     };
-    Ok((SyncRequest { since, timeout: Duration::from_millis(timeout), full_state }, set_presence))
+    Ok((SyncRequest { since, timeout: Duration::from_millis(timeout), full_state, device: None }, set_presence))
 }
 
 /// Answer a sync. Unknown parameters (`filter`, ...) are ignored. The device counts
@@ -37,7 +37,8 @@ pub async fn get_sync(
     AuthedQuiet(device): AuthedQuiet,
     QueryMap(query): QueryMap,
 ) -> ApiResult<Json<Value>> {
-    let (request, set_presence) = parse_request(&query)?;
+    let (mut request, set_presence) = parse_request(&query)?;
+    request.device = Some(ruma::OwnedDeviceId::from(device.device_id.as_str()));
     let _syncing = core.presence.sync_started(&device.user_id, &device.device_id, set_presence).await;
     let answer = core.sync.sync(&device.user_id, request).await?;
     Ok(Json(render(answer)))
@@ -49,12 +50,22 @@ fn render(answer: SyncResponse) -> Value {
     let mut body = json!({
         "next_batch": answer.next_batch.to_string(),
         "presence": answer.presence,
-        "account_data": { "events": [] },
-        "to_device": { "events": [] },
+        "account_data": answer.account_data,
+        "to_device": answer.to_device,
         "rooms": answer.rooms,
-        "device_lists": { "changed": [], "left": [] },
-        "device_one_time_keys_count": {},
+        "device_lists": answer.device_lists,
+        "device_one_time_keys_count": answer.device_one_time_keys_count,
     });
+    if let Some(types) = answer.device_unused_fallback_key_types {
+        body["device_unused_fallback_key_types"] = json!(types);
+    }
+    for (key, list) in
+        [("account_data", "events"), ("to_device", "events"), ("device_lists", "changed"), ("device_lists", "left")]
+    {
+        if body[key].get(list).is_none() {
+            body[key][list] = json!([]);
+        }
+    }
     for room_kind in ["join", "invite", "leave", "knock"] {
         if body["rooms"].get(room_kind).is_none() {
             body["rooms"][room_kind] = json!({});

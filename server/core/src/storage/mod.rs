@@ -15,8 +15,11 @@
 //!   like [`Db`]; no service changes.
 
 pub mod accounts;
+pub mod client_state;
+pub mod e2ee;
 pub mod federation;
 pub mod feeds;
+pub mod media;
 pub mod meta;
 pub mod presence;
 
@@ -29,8 +32,11 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{Semaphore, oneshot};
 
 pub use accounts::AccountStore;
+pub use client_state::ClientStateStore;
+pub use e2ee::E2eeStore;
 pub use federation::FederationStore;
 pub use feeds::FeedStore;
+pub use media::MediaStore;
 pub use meta::MetaStore;
 pub use presence::PresenceStore;
 
@@ -42,6 +48,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0002_presence_devices.sql"),
     include_str!("../../migrations/0003_federation.sql"),
     include_str!("../../migrations/0004_feeds.sql"),
+    include_str!("../../migrations/0008_client_state.sql"),
 ];
 
 /// How many read connections run beside the writer.
@@ -52,9 +59,22 @@ const MAX_GROUP: usize = 512;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Every domain's queries, as one job sees them.
-pub trait Store: AccountStore + PresenceStore + FederationStore + FeedStore + MetaStore {}
+pub trait Store:
+    AccountStore + PresenceStore + FederationStore + FeedStore + MetaStore + ClientStateStore + E2eeStore + MediaStore
+{
+}
 
-impl<T: AccountStore + PresenceStore + FederationStore + FeedStore + MetaStore> Store for T {}
+impl<T> Store for T where
+    T: AccountStore
+        + PresenceStore
+        + FederationStore
+        + FeedStore
+        + MetaStore
+        + ClientStateStore
+        + E2eeStore
+        + MediaStore
+{
+}
 
 /// What runs after a write job's group committed (with `true`) or failed (`false`):
 /// publishing what the job wrote, in memory, only once it is on disk.
