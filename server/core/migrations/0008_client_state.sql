@@ -51,11 +51,11 @@ CREATE TABLE e2ee_fallback_keys (
     PRIMARY KEY (user_id, device_id, algorithm)
 ) STRICT;
 
--- Each change of a user's device list (a device's keys uploaded, a device deleted).
+-- The last change of each user's device list (a device's keys uploaded, a device
+-- deleted): one row per user, so it stays as small as the user list.
 CREATE TABLE e2ee_device_list_changes (
-    user_id    TEXT NOT NULL,
-    stream_pos INTEGER NOT NULL,
-    PRIMARY KEY (user_id, stream_pos)
+    user_id    TEXT PRIMARY KEY NOT NULL,
+    stream_pos INTEGER NOT NULL
 ) STRICT;
 CREATE INDEX e2ee_device_list_changes_pos ON e2ee_device_list_changes(stream_pos);
 
@@ -71,7 +71,8 @@ CREATE TABLE e2ee_to_device (
     PRIMARY KEY (user_id, device_id, stream_pos)
 ) STRICT;
 
--- sendToDevice transaction IDs already applied, per sending device.
+-- sendToDevice transaction IDs already applied, per sending device (the newest
+-- 1000 of each device are kept).
 CREATE TABLE e2ee_to_device_txns (
     user_id   TEXT NOT NULL,
     device_id TEXT NOT NULL,

@@ -54,4 +54,23 @@ mod tests {
         assert!(replay.is_empty(), "acknowledged messages are deleted");
         assert_eq!(positions.visible(), positions.current(), "no position is left in flight");
     }
+
+    #[tokio::test]
+    async fn transaction_ids_are_kept_per_device_up_to_the_bound() {
+        use crate::storage::e2ee::KEPT_TXNS_PER_DEVICE;
+        let db = crate::storage::memory();
+        let kept = db
+            .write(|s| {
+                for n in 0..=KEPT_TXNS_PER_DEVICE {
+                    assert!(s.to_device_txn_put("@a:a.test", "A", &format!("t{n}"))?, "t{n} is new");
+                }
+                let newest_again = s.to_device_txn_put("@a:a.test", "A", &format!("t{KEPT_TXNS_PER_DEVICE}"))?;
+                let other_device = s.to_device_txn_put("@a:a.test", "B", "t0")?;
+                let oldest_again = s.to_device_txn_put("@a:a.test", "A", "t0")?;
+                Ok((newest_again, other_device, oldest_again))
+            })
+            .await
+            .expect("writes");
+        assert_eq!(kept, (false, true, true), "a recent retry is caught; the oldest ID was let go");
+    }
 }

@@ -17,14 +17,18 @@ use super::to_device::ToDeviceService;
 use crate::error::{Error, Result};
 use crate::sync::{BoxFuture, Source, SyncRange, SyncResponse};
 
+/// What a per-device source adds for a sync that names no device: nothing.
+fn nothing_without_a_device<'a>() -> BoxFuture<'a, Result<()>> {
+    Box::pin(async { Ok(()) })
+}
+
 /// To-device messages in `/sync`.
 #[derive(Debug)]
 pub struct ToDeviceSource(pub Arc<ToDeviceService>);
 
 impl Source for ToDeviceSource {
     fn collect<'a>(&'a self, _: &'a UserId, _: SyncRange, _: &'a mut SyncResponse) -> BoxFuture<'a, Result<()>> {
-        // Only a device has to-device messages.
-        Box::pin(async { Ok(()) })
+        nothing_without_a_device()
     }
 
     fn collect_for<'a>(
@@ -71,8 +75,7 @@ pub struct KeyCountsSource(pub Arc<KeyService>);
 
 impl Source for KeyCountsSource {
     fn collect<'a>(&'a self, _: &'a UserId, _: SyncRange, _: &'a mut SyncResponse) -> BoxFuture<'a, Result<()>> {
-        // Only a device has keys.
-        Box::pin(async { Ok(()) })
+        nothing_without_a_device()
     }
 
     fn collect_for<'a>(

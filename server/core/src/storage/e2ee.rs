@@ -6,6 +6,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::Result;
 
+/// How many sendToDevice transaction IDs of one device are remembered: a retry
+/// comes soon after its first try, so older ones need not be kept for ever.
+pub const KEPT_TXNS_PER_DEVICE: i64 = 1000;
+
 /// A to-device message waiting for its device.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ToDeviceRow {
@@ -48,7 +52,9 @@ pub trait E2eeStore {
     /// Forget every key and waiting message of a device.
     fn e2ee_delete_device(&self, user: &str, device: &str) -> Result<()>;
 
-    /// Record that `user`'s device list changed at `pos`.
+    /// Record that `user`'s device list changed at `pos` (only the last change of
+    /// each user is kept: a sync asks whether it lies in its range, and a later one
+    /// is seen by the next sync).
     fn device_list_changed(&self, user: &str, pos: u64) -> Result<()>;
 
     /// The users whose device list changed in `(since, upto]`.
@@ -66,7 +72,8 @@ pub trait E2eeStore {
     /// Delete the messages a device acknowledged (at or below `upto`); how many.
     fn to_device_ack(&self, user: &str, device: &str, upto: u64) -> Result<u64>;
 
-    /// Record a sendToDevice transaction; `false` if it was applied before.
+    /// Record a sendToDevice transaction; `false` if it was applied before. Only the
+    /// newest [`KEPT_TXNS_PER_DEVICE`] of a device are remembered.
     fn to_device_txn_put(&self, user: &str, device: &str, txn_id: &str) -> Result<bool>;
 
     /// The highest stream position stored by these tables.
@@ -175,7 +182,8 @@ impl E2eeStore for Connection {
 
     fn device_list_changed(&self, user: &str, pos: u64) -> Result<()> {
         self.execute(
-            "INSERT OR IGNORE INTO e2ee_device_list_changes (user_id, stream_pos) VALUES (?1, ?2)",
+            "INSERT INTO e2ee_device_list_changes (user_id, stream_pos) VALUES (?1, ?2)
+             ON CONFLICT(user_id) DO UPDATE SET stream_pos = MAX(stream_pos, excluded.stream_pos)",
             params![user, pos as i64],
         )?;
         Ok(())
@@ -237,6 +245,14 @@ impl E2eeStore for Connection {
             "INSERT OR IGNORE INTO e2ee_to_device_txns (user_id, device_id, txn_id) VALUES (?1, ?2, ?3)",
             params![user, device, txn_id],
         )?;
+        if n == 1 {
+            self.execute(
+                "DELETE FROM e2ee_to_device_txns WHERE user_id = ?1 AND device_id = ?2 AND rowid <=
+                 (SELECT rowid FROM e2ee_to_device_txns WHERE user_id = ?1 AND device_id = ?2
+                  ORDER BY rowid DESC LIMIT 1 OFFSET ?3)",
+                params![user, device, KEPT_TXNS_PER_DEVICE],
+            )?;
+        }
         Ok(n == 1)
     }
 
