@@ -76,6 +76,22 @@ impl<S: Send + Sync> FromRequestParts<S> for UserPath {
     }
 }
 
+/// Several path segments, such as `(userId, type)`, each taken as it is; a path
+/// that does not decode is `M_INVALID_PARAM` (never the framework's plain text).
+#[derive(Debug)]
+pub struct Segments<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Segments<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(value) = Path::<T>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| Error::invalid_param(format!("bad path: {e}")))?;
+        Ok(Segments(value))
+    }
+}
+
 /// One plain path segment, such as a device ID.
 #[derive(Debug)]
 pub struct SegmentPath(pub String);

@@ -13,7 +13,7 @@ use crate::error::ApiResult;
 use crate::extract::{AuthedQuiet, QueryMap};
 use crate::presence::status::parse_state;
 
-fn parse_request(
+async fn parse_request(
     core: &Core,
     user: &ruma::UserId,
     query: &std::collections::HashMap<String, String>,
@@ -29,8 +29,13 @@ fn parse_request(
         Some("true") => true,
         Some(_) => return Err(Error::invalid_param("full_state must be true or false")),
     };
-    let filter = std::sync::Arc::new(core.rooms.resolve_filter(user, query.get("filter").map(String::as_str))?);
-    Ok((SyncRequest { since, timeout: Duration::from_millis(timeout), full_state, filter }, set_presence))
+    // Inline JSON or the ID of a filter this user stored.
+    let filter = match query.get("filter").map(|f| f.trim()).filter(|f| !f.is_empty()) {
+        Some(raw) => core.filters.get(user, raw).await?,
+        None => ruma::api::client::filter::FilterDefinition::default(),
+    };
+    let filter = std::sync::Arc::new(filter);
+    Ok((SyncRequest { since, timeout: Duration::from_millis(timeout), full_state, filter, device: None }, set_presence))
 }
 
 /// Answer a sync. `filter` is inline JSON or a stored filter's ID; unknown parameters are ignored. The device counts
@@ -40,7 +45,8 @@ pub async fn get_sync(
     AuthedQuiet(device): AuthedQuiet,
     QueryMap(query): QueryMap,
 ) -> ApiResult<Json<Value>> {
-    let (request, set_presence) = parse_request(&core, &device.user_id, &query)?;
+    let (mut request, set_presence) = parse_request(&core, &device.user_id, &query).await?;
+    request.device = Some(ruma::OwnedDeviceId::from(device.device_id.as_str()));
     let _syncing = core.presence.sync_started(&device.user_id, &device.device_id, set_presence).await;
     let answer = core.sync.sync(&device.user_id, request).await?;
     Ok(Json(render(answer)))
@@ -52,12 +58,22 @@ fn render(answer: SyncResponse) -> Value {
     let mut body = json!({
         "next_batch": answer.next_batch.to_string(),
         "presence": answer.presence,
-        "account_data": { "events": [] },
-        "to_device": { "events": [] },
+        "account_data": answer.account_data,
+        "to_device": answer.to_device,
         "rooms": answer.rooms,
-        "device_lists": { "changed": [], "left": [] },
-        "device_one_time_keys_count": {},
+        "device_lists": answer.device_lists,
+        "device_one_time_keys_count": answer.device_one_time_keys_count,
     });
+    if let Some(types) = answer.device_unused_fallback_key_types {
+        body["device_unused_fallback_key_types"] = json!(types);
+    }
+    for (key, list) in
+        [("account_data", "events"), ("to_device", "events"), ("device_lists", "changed"), ("device_lists", "left")]
+    {
+        if body[key].get(list).is_none() {
+            body[key][list] = json!([]);
+        }
+    }
     for room_kind in ["join", "invite", "leave", "knock"] {
         if body["rooms"].get(room_kind).is_none() {
             body["rooms"][room_kind] = json!({});

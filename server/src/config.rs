@@ -6,7 +6,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use tidings_core::config::{FeedsConfig, PresenceConfig, RateLimitConfig, RoomsConfig};
+use tidings_core::config::{
+    ClientAreas, ClientConfig, E2eeConfig, FeedsConfig, MediaConfig, PresenceConfig, RateLimitConfig, RoomsConfig,
+};
 use tidings_federation::FederationConfig;
 
 /// `registration`.
@@ -70,6 +72,14 @@ pub struct Config {
     pub feeds: FeedsConfig,
     /// `[rooms]`.
     pub rooms: RoomsConfig,
+    /// Media uploads larger than this get 413 `M_TOO_LARGE`.
+    pub max_upload_bytes: u64,
+    /// `[client]`: well-known base URL, filters and account data bounds.
+    pub client: ClientConfig,
+    /// `[e2ee]`: key and to-device bounds.
+    pub e2ee: E2eeConfig,
+    /// `[media]`: the per-user quota.
+    pub media: MediaConfig,
 }
 
 impl std::fmt::Debug for Config {
@@ -90,6 +100,10 @@ impl std::fmt::Debug for Config {
             .field("federation", &self.federation)
             .field("feeds", &self.feeds)
             .field("rooms", &self.rooms)
+            .field("max_upload_bytes", &self.max_upload_bytes)
+            .field("client", &self.client)
+            .field("e2ee", &self.e2ee)
+            .field("media", &self.media)
             .finish()
     }
 }
@@ -112,6 +126,10 @@ impl Default for Config {
             federation: FederationConfig::default(),
             feeds: FeedsConfig::default(),
             rooms: RoomsConfig::default(),
+            max_upload_bytes: 52_428_800,
+            client: ClientConfig::default(),
+            e2ee: E2eeConfig::default(),
+            media: MediaConfig::default(),
         }
     }
 }
@@ -151,6 +169,16 @@ impl Config {
     /// The config path to use: `--config`, else `$TIDINGS_CONFIG`, else none (defaults).
     pub fn resolve_path(flag: Option<PathBuf>) -> Option<PathBuf> {
         flag.or_else(|| std::env::var_os("TIDINGS_CONFIG").filter(|v| !v.is_empty()).map(PathBuf::from))
+    }
+
+    /// The client-state areas as core takes them (`max_upload_bytes` goes with `[media]`).
+    pub fn client_areas(&self) -> ClientAreas {
+        ClientAreas {
+            client: self.client.clone(),
+            e2ee: self.e2ee.clone(),
+            media: MediaConfig { max_upload_bytes: self.max_upload_bytes, ..self.media.clone() },
+            rooms: self.rooms.clone(),
+        }
     }
 
     /// Whether registration is open, applying the loopback default.
@@ -208,7 +236,36 @@ impl Config {
         }
         validate_feeds(&self.feeds)?;
         validate_rooms(&self.rooms)?;
+        self.validate_client_areas()?;
         self.federation.validate()
+    }
+
+    fn validate_client_areas(&self) -> Result<(), String> {
+        if self.max_upload_bytes == 0 {
+            return Err("max_upload_bytes must be above 0".into());
+        }
+        if self.media.quota_bytes_per_user == 0 {
+            return Err("media.quota_bytes_per_user must be above 0".into());
+        }
+        if let Some(url) = &self.client.base_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(format!("client.base_url '{url}' must start with http:// or https://"));
+        }
+        let c = &self.client;
+        if c.max_filters_per_user == 0 || c.max_account_data_per_user == 0 || c.max_account_data_bytes < 1024 {
+            return Err("client.max_filters_per_user and client.max_account_data_per_user must be above 0, \
+                        client.max_account_data_bytes at least 1024"
+                .into());
+        }
+        let e = &self.e2ee;
+        if e.max_one_time_keys_per_device == 0 || e.max_to_device_queue == 0 {
+            return Err("e2ee.max_one_time_keys_per_device and e2ee.max_to_device_queue must be above 0".into());
+        }
+        if e.max_to_device_bytes < 1024 || e.max_device_keys_bytes < 1024 {
+            return Err("e2ee.max_to_device_bytes and e2ee.max_device_keys_bytes must be at least 1024".into());
+        }
+        Ok(())
     }
 }
 

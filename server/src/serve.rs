@@ -46,7 +46,7 @@ pub async fn run(config: Config, listener: TcpListener, stop: watch::Receiver<bo
             urls: config.federation.peers.iter().map(|p| (p.server_name.clone(), p.url.to_string())).collect(),
         },
         &config.feeds,
-        &config.rooms,
+        &config.client_areas(),
     )
     .map_err(|e| format!("cannot open the database in {}: {e}", config.data_dir.display()))?;
 
@@ -107,8 +107,15 @@ fn limits(config: &Config) -> crate::listener::Limits {
 
 /// The whole HTTP application.
 fn app(config: &Config, core: Core, federation: Arc<Federation>) -> Router {
-    let client =
-        ClientState { core: core.clone(), registration: RegistrationPolicy { open: config.registration_open() } };
+    let client = ClientState {
+        core: core.clone(),
+        registration: RegistrationPolicy { open: config.registration_open() },
+        well_known: tidings_client_api::WellKnown {
+            base_url: config.client.base_url.as_deref().map(Arc::from),
+            scheme: if config.tls.is_some() { "https" } else { "http" },
+            listen: config.listen,
+        },
+    };
     let admin = AdminState {
         core,
         started: Instant::now(),

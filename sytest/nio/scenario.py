@@ -27,6 +27,9 @@ What it proves, using nio's own client methods wherever Matrix has one:
    contains bob's presence.
 5. alice's `get_presence(bob)` returns bob's current state, and a fresh
    initial sync of alice's carries it too.
+6. alice uploads a file with nio's `upload()`; bob's `download()` of its
+   `mxc://` URI (the authenticated media path) returns the same bytes, type
+   and file name.
 
 Lines starting "nio WARNING" are nio's own log; it also logs the schema
 mismatch of the error responses this scenario expects (401, 403).
@@ -35,6 +38,7 @@ mismatch of the error responses this scenario expects (401, 403).
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import secrets
 import sys
@@ -49,6 +53,7 @@ from nio import (
     BadEvent,
     LoginResponse,
     LogoutResponse,
+    MemoryDownloadResponse,
     PresenceEvent,
     PresenceGetError,
     PresenceGetResponse,
@@ -58,6 +63,7 @@ from nio import (
     RegisterResponse,
     SyncError,
     SyncResponse,
+    UploadResponse,
     UnknownBadEvent,
     WhoamiError,
     WhoamiResponse,
@@ -480,6 +486,19 @@ async def run(base: str) -> None:
               "bob's presence in alice's fresh initial sync",
               "a PresenceEvent 'unavailable' / 'lunch'", mine or resp.presence_events)
         ok("alice's fresh initial sync carries bob's current presence")
+
+        begin("6. alice uploads a file with nio; bob downloads it")
+        data = secrets.token_bytes(20_000)
+        resp, _ = await alice.client.upload(io.BytesIO(data), content_type="image/png",
+                                            filename="dot.png", filesize=len(data))
+        expect_type(resp, UploadResponse, "alice's upload()")
+        check(resp.content_uri.startswith("mxc://"), "the content URI", "mxc://...", resp.content_uri)
+        got = await bob.client.download(mxc=resp.content_uri)
+        expect_type(got, MemoryDownloadResponse, "bob's download()")
+        check((got.body, got.content_type, got.filename) == (data, "image/png", "dot.png"),
+              "bob's download", "the same 20000 bytes, image/png, dot.png",
+              (len(got.body), got.content_type, got.filename))
+        ok(f"uploaded {len(data)} bytes as {resp.content_uri}; bob downloaded them back")
 
         for w in watchers:
             w._check_health()

@@ -259,6 +259,25 @@ impl AccountService {
             .collect())
     }
 
+    /// Forget cached tokens whose devices were deleted (by [`crate::devices::DeviceService`]).
+    pub fn forget_token_hashes(&self, hashes: &[&str]) {
+        let mut tokens = self.tokens();
+        for hash in hashes {
+            tokens.remove(*hash);
+        }
+    }
+
+    /// Check `user_id`'s password (user-interactive auth); `M_FORBIDDEN` if wrong.
+    pub async fn check_password(&self, user_id: &UserId, password: &str) -> Result<()> {
+        let id = user_id.to_string();
+        let row =
+            if is_local(user_id, &self.server_name) { self.db.read(move |s| s.get_user(&id)).await? } else { None };
+        let Some(row) = row else { return Err(Error::forbidden("invalid password")) };
+        let password = password.to_owned();
+        let ok = hash_bounded(&self.hashing, move || verify_password(&password, &row.password_hash)).await?;
+        if ok { Ok(()) } else { Err(Error::forbidden("invalid password")) }
+    }
+
     /// Whether a local user exists.
     pub async fn exists(&self, user_id: &UserId) -> Result<bool> {
         if !is_local(user_id, &self.server_name) {
@@ -280,6 +299,26 @@ impl AccountService {
     pub async fn set_displayname(&self, user_id: &UserId, name: Option<String>) -> Result<()> {
         let id = user_id.to_string();
         self.db.write(move |s| s.set_displayname(&id, name.as_deref())).await
+    }
+
+    /// A local user's avatar URL; `M_NOT_FOUND` if there is no such user.
+    pub async fn avatar_url(&self, user_id: &UserId) -> Result<Option<String>> {
+        let id = user_id.to_string();
+        let row = if is_local(user_id, &self.server_name) {
+            self.db.read(move |s| s.avatar_url_get(&id)).await?
+        } else {
+            None
+        };
+        row.ok_or_else(|| Error::not_found(format!("there is no user {user_id}")))
+    }
+
+    /// Set a user's avatar URL (an `mxc://` URI, or `None` to remove it).
+    pub async fn set_avatar_url(&self, user_id: &UserId, url: Option<String>) -> Result<()> {
+        if url.as_ref().is_some_and(|u| !u.starts_with("mxc://") || u.len() > 512) {
+            return Err(Error::invalid_param("avatar_url must be an mxc:// URI of at most 512 bytes"));
+        }
+        let id = user_id.to_string();
+        self.db.write(move |s| s.avatar_url_set(&id, url.as_deref())).await
     }
 
     /// Every user with admin flag and device count.

@@ -173,3 +173,86 @@ impl Default for RoomsConfig {
         }
     }
 }
+
+/// `[client]`: what clients keep on the server (filters, account data) and how they
+/// find it (`/.well-known/matrix/client`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClientConfig {
+    /// The base URL clients should use, announced in `/.well-known/matrix/client`;
+    /// absent: `http://` and the listener's address.
+    pub base_url: Option<String>,
+    /// One user stores at most this many distinct filters.
+    pub max_filters_per_user: u64,
+    /// One user stores at most this many account-data entries (global and per room).
+    pub max_account_data_per_user: u64,
+    /// One account-data entry (or filter) is at most this many bytes of JSON.
+    pub max_account_data_bytes: usize,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            base_url: None,
+            max_filters_per_user: 100,
+            max_account_data_per_user: 1000,
+            max_account_data_bytes: 65_536,
+        }
+    }
+}
+
+/// `[e2ee]`: bounds of what devices keep on the server for end-to-end encryption.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct E2eeConfig {
+    /// One device holds at most this many unclaimed one-time keys.
+    pub max_one_time_keys_per_device: u64,
+    /// At most this many to-device messages wait for one device; more are refused (429).
+    pub max_to_device_queue: u64,
+    /// One to-device message's content is at most this many bytes of JSON.
+    pub max_to_device_bytes: usize,
+    /// One device's signed device keys are at most this many bytes of JSON.
+    pub max_device_keys_bytes: usize,
+}
+
+impl Default for E2eeConfig {
+    fn default() -> Self {
+        Self {
+            max_one_time_keys_per_device: 1000,
+            max_to_device_queue: 1000,
+            max_to_device_bytes: 65_536,
+            max_device_keys_bytes: 16_384,
+        }
+    }
+}
+
+/// `[media]`: uploads (`max_upload_bytes` itself is a top-level key; the server
+/// copies it here).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MediaConfig {
+    /// Bytes one user may have uploaded in total; an upload past it gets 413 `M_TOO_LARGE`.
+    pub quota_bytes_per_user: u64,
+    /// Larger uploads get 413 `M_TOO_LARGE` (top-level `max_upload_bytes`).
+    #[serde(skip)]
+    pub max_upload_bytes: u64,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        Self { quota_bytes_per_user: 1_073_741_824, max_upload_bytes: 52_428_800 }
+    }
+}
+
+/// The client-state areas together, as `Core` takes them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ClientAreas {
+    /// `[client]`.
+    pub client: ClientConfig,
+    /// `[e2ee]`.
+    pub e2ee: E2eeConfig,
+    /// `[media]` and `max_upload_bytes`.
+    pub media: MediaConfig,
+    /// `[rooms]`.
+    pub rooms: RoomsConfig,
+}

@@ -3,17 +3,23 @@
 //! HTTP; the client API and federation crates call into it, and [`Core::open`] wires
 //! its parts together.
 
+pub mod account_data;
 pub mod accounts;
 pub mod clock;
 pub mod config;
+pub mod devices;
+pub mod e2ee;
 pub mod error;
 pub mod exchange;
 pub mod feeds;
+pub mod filters;
 pub mod housekeeping;
 pub mod ids;
+pub mod media;
 pub mod metrics;
 pub mod outbound;
 pub mod presence;
+pub mod push_rules;
 pub mod ratelimit;
 pub mod rooms;
 pub mod storage;
@@ -26,14 +32,20 @@ use std::sync::Arc;
 
 pub use error::{Error, ErrorKind, Result};
 
+use account_data::{AccountDataService, AccountDataSource};
 use accounts::AccountService;
 use clock::SharedClock;
-use config::{FeedsConfig, PeersConfig, PresenceConfig, RateLimitConfig, RoomsConfig};
+use config::{ClientAreas, FeedsConfig, PeersConfig, PresenceConfig, RateLimitConfig};
+use devices::DeviceService;
+use e2ee::{DeviceListsSource, KeyCountsSource, KeyService, SharedRooms, ToDeviceService, ToDeviceSource};
 use exchange::Exchange;
 use feeds::{FeedFederation, FeedPeers, FeedService, FeedsSource};
+use filters::FilterService;
+use media::MediaService;
 use metrics::Metrics;
 use outbound::Outbound;
 use presence::{Consent, PresencePeers, PresenceRequestsSource, PresenceService, PresenceSource};
+use push_rules::PushRuleService;
 use ratelimit::RateLimiter;
 use rooms::{RoomService, RoomsSource};
 use storage::Db;
@@ -78,11 +90,27 @@ pub struct Core {
     pub feed_peers: Arc<FeedPeers>,
     /// Rooms on this site.
     pub rooms: Arc<RoomService>,
+    /// Sync filters.
+    pub filters: Arc<FilterService>,
+    /// Account data, global and per room.
+    pub account_data: Arc<AccountDataService>,
+    /// Push rules.
+    pub push_rules: Arc<PushRuleService>,
+    /// Devices: list, rename, delete.
+    pub devices: Arc<DeviceService>,
+    /// End-to-end keys.
+    pub keys: Arc<KeyService>,
+    /// To-device messages.
+    pub to_device: Arc<ToDeviceService>,
+    /// Uploaded media.
+    pub media: Arc<MediaService>,
+    /// What clients are told and bounded by (`[client]`).
+    pub client_config: Arc<config::ClientConfig>,
 }
 
 impl Core {
     /// Open the database under `data_dir` and load every service from it.
-    #[allow(clippy::too_many_arguments)] // one config struct per area, as the server composes them
+    #[allow(clippy::too_many_arguments)]
     pub fn open(
         data_dir: &Path,
         server_name: &str,
@@ -91,13 +119,14 @@ impl Core {
         clock: SharedClock,
         peers: &PeersConfig,
         feeds: &FeedsConfig,
-        rooms: &RoomsConfig,
+        client: &ClientAreas,
     ) -> Result<Self> {
         let db = Db::open(&data_dir.join("tidings.sqlite"))?;
-        Self::with_db(db, server_name, presence, rate_limits, clock, peers, feeds, rooms)
+        Self::with_db(db, server_name, presence, rate_limits, clock, peers, feeds, client)
     }
 
-    /// Load every service from `db` (tests hand a temporary database).
+    /// Load every service from `db` (tests hand a temporary database); media files
+    /// live in `media/` beside the database file.
     #[allow(clippy::too_many_arguments)]
     pub fn with_db(
         db: Db,
@@ -107,9 +136,11 @@ impl Core {
         clock: SharedClock,
         peers: &PeersConfig,
         feeds: &FeedsConfig,
-        rooms: &RoomsConfig,
+        client: &ClientAreas,
     ) -> Result<Self> {
-        let floor = db.read_blocking(|s| s.max_stream_pos())?;
+        let floor = db.read_blocking(|s| {
+            Ok(s.max_stream_pos()?.max(s.client_state_max_stream_pos()?).max(s.e2ee_max_stream_pos()?))
+        })?;
         let positions = Arc::new(db.write_blocking(move |s| Positions::load(s, floor))?);
         let notifier = Arc::new(Notifier::new());
         let metrics = Arc::new(Metrics::default());
@@ -162,14 +193,42 @@ impl Core {
             Arc::clone(&positions),
             Arc::clone(&notifier),
             server_name,
-            rooms,
+            &client.rooms,
         )?;
+        let accounts = Arc::new(AccountService::new(db.clone(), server_name, Arc::clone(&clock)));
+        // Whose device lists a user follows: everyone who shares a room with them.
+        let shared_rooms: Arc<dyn SharedRooms> = Arc::clone(&room_service) as Arc<dyn SharedRooms>;
+        let account_data =
+            AccountDataService::new(db.clone(), Arc::clone(&positions), Arc::clone(&notifier), &client.client);
+        let keys = KeyService::new(
+            db.clone(),
+            Arc::clone(&positions),
+            Arc::clone(&notifier),
+            Arc::clone(&shared_rooms),
+            server_name,
+            &client.e2ee,
+        );
+        let to_device =
+            ToDeviceService::new(db.clone(), Arc::clone(&positions), Arc::clone(&notifier), server_name, &client.e2ee);
+        let devices = DeviceService::new(
+            db.clone(),
+            Arc::clone(&accounts),
+            Arc::clone(&positions),
+            Arc::clone(&notifier),
+            shared_rooms,
+        );
+        let media_dir = db.path().parent().map_or_else(|| std::path::PathBuf::from("media"), |d| d.join("media"));
+        let media = Arc::new(MediaService::new(db.clone(), Arc::clone(&clock), media_dir, server_name, &client.media)?);
         let sync = Arc::new(SyncService::new(
             vec![
                 Arc::new(RoomsSource(Arc::clone(&room_service))),
                 Arc::new(PresenceSource(Arc::clone(&presence_service))),
                 Arc::new(PresenceRequestsSource(Arc::clone(&presence_service))),
                 Arc::new(FeedsSource(Arc::clone(&feeds))),
+                Arc::new(AccountDataSource(Arc::clone(&account_data), Arc::clone(&room_service))),
+                Arc::new(ToDeviceSource(Arc::clone(&to_device))),
+                Arc::new(DeviceListsSource(Arc::clone(&keys))),
+                Arc::new(KeyCountsSource(Arc::clone(&keys))),
             ],
             Arc::clone(&notifier),
             Arc::clone(&positions),
@@ -177,7 +236,15 @@ impl Core {
         ));
         Ok(Self {
             server_name: server_name.into(),
-            accounts: Arc::new(AccountService::new(db.clone(), server_name, Arc::clone(&clock))),
+            accounts,
+            filters: Arc::new(FilterService::new(db.clone(), &client.client)),
+            push_rules: Arc::new(PushRuleService::new(Arc::clone(&account_data))),
+            account_data,
+            devices,
+            keys,
+            to_device,
+            media,
+            client_config: Arc::new(client.client.clone()),
             limiter: Arc::new(RateLimiter::new(rate_limits.clone(), Arc::clone(&clock))),
             presence: presence_service,
             consent,

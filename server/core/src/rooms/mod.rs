@@ -12,6 +12,7 @@ pub mod filter;
 pub mod members;
 pub mod membership;
 pub mod service;
+pub mod shared;
 pub mod source;
 pub mod state;
 pub mod timeline;

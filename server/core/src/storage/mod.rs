@@ -15,9 +15,12 @@
 //!   like [`Db`]; no service changes.
 
 pub mod accounts;
+pub mod client_state;
+pub mod e2ee;
 pub mod federation;
 pub mod feed_peers;
 pub mod feeds;
+pub mod media;
 pub mod meta;
 pub mod presence;
 pub mod rooms;
@@ -31,9 +34,12 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{Semaphore, oneshot};
 
 pub use accounts::AccountStore;
+pub use client_state::ClientStateStore;
+pub use e2ee::E2eeStore;
 pub use federation::FederationStore;
 pub use feed_peers::FeedPeerStore;
 pub use feeds::FeedStore;
+pub use media::MediaStore;
 pub use meta::MetaStore;
 pub use presence::PresenceStore;
 pub use rooms::RoomStore;
@@ -48,6 +54,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0004_feeds.sql"),
     include_str!("../../migrations/0005_feed_peers.sql"),
     include_str!("../../migrations/0006_rooms.sql"),
+    include_str!("../../migrations/0008_client_state.sql"),
 ];
 
 /// How many read connections run beside the writer.
@@ -58,9 +65,33 @@ const MAX_GROUP: usize = 512;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Every domain's queries, as one job sees them.
-pub trait Store: AccountStore + PresenceStore + FederationStore + FeedStore + FeedPeerStore + MetaStore + RoomStore {}
+pub trait Store:
+    AccountStore
+    + PresenceStore
+    + FederationStore
+    + FeedStore
+    + FeedPeerStore
+    + MetaStore
+    + RoomStore
+    + ClientStateStore
+    + E2eeStore
+    + MediaStore
+{
+}
 
-impl<T: AccountStore + PresenceStore + FederationStore + FeedStore + FeedPeerStore + MetaStore + RoomStore> Store for T {}
+impl<T> Store for T where
+    T: AccountStore
+        + PresenceStore
+        + FederationStore
+        + FeedStore
+        + FeedPeerStore
+        + MetaStore
+        + RoomStore
+        + ClientStateStore
+        + E2eeStore
+        + MediaStore
+{
+}
 
 /// What runs after a write job's group committed (with `true`) or failed (`false`):
 /// publishing what the job wrote, in memory, only once it is on disk.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use ruma::UserId;
+use ruma::{OwnedDeviceId, UserId};
 
 use super::{Source, SyncRange, SyncResponse, SyncToken};
 use crate::error::{Error, Result};
@@ -30,6 +30,9 @@ pub struct SyncRequest {
     pub full_state: bool,
     /// The filter (`?filter=`), resolved.
     pub filter: Arc<ruma::api::client::filter::FilterDefinition>,
+    /// The device syncing, for the sources that answer per device (to-device
+    /// messages, key counts); `None` asks only what is per user.
+    pub device: Option<OwnedDeviceId>,
 }
 
 /// Builds sync answers from the sources.
@@ -79,7 +82,10 @@ impl SyncService {
         let range = SyncRange { since, upto };
         let mut out = SyncResponse { next_batch: SyncToken(upto), filter: request.filter, ..SyncResponse::default() };
         for source in &self.sources {
-            source.collect(user, range, &mut out).await?;
+            match request.device.as_deref() {
+                Some(device) => source.collect_for(user, device, range, &mut out).await?,
+                None => source.collect(user, range, &mut out).await?,
+            }
         }
         Metrics::inc(&self.metrics.syncs);
         Ok(out)

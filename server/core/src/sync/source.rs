@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use ruma::UserId;
+use ruma::{DeviceId, UserId};
 
 use super::SyncResponse;
 use crate::error::Result;
@@ -47,6 +47,20 @@ pub trait Source: Send + Sync + std::fmt::Debug {
         range: SyncRange,
         out: &'a mut SyncResponse,
     ) -> BoxFuture<'a, Result<()>>;
+
+    /// Add what changed for `user` syncing on `device` in `range` to `out`: what
+    /// `/sync` calls. Sources whose answer depends on the device (to-device messages,
+    /// one-time key counts) override it; the others answer per user.
+    fn collect_for<'a>(
+        &'a self,
+        user: &'a UserId,
+        device: &'a DeviceId,
+        range: SyncRange,
+        out: &'a mut SyncResponse,
+    ) -> BoxFuture<'a, Result<()>> {
+        let _ = device;
+        self.collect(user, range, out)
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,13 @@
+//! Uploaded media: files under `data_dir/media/` named by their SHA-256 (equal
+//! uploads share one file), written durably (fsync, rename, fsync of the directory)
+//! before the upload is acknowledged, with metadata rows naming who uploaded what.
+//! Bounded by `max_upload_bytes` per upload (checked while the body streams in) and
+//! `media.quota_bytes_per_user` per user.
+
+mod files;
+mod safety;
+mod service;
+
+pub use files::Upload;
+pub use safety::{content_disposition, is_inline_safe};
+pub use service::{MediaService, StoredMedia};

@@ -1,0 +1,116 @@
+// Two users log in through Hydrogen's own login page in headless Chromium and must
+// reach their room list with no fatal error; a screenshot of each is saved.
+//
+// node scenario.mjs HOMESERVER_URL ARTIFACT_DIR USER1 PASSWORD1 USER2 PASSWORD2
+// Needs dist/ (node build.mjs) and Debian's chromium (or CHROMIUM=/path).
+import http from "node:http";
+import { readFile, mkdir } from "node:fs/promises";
+import { extname, join, normalize } from "node:path";
+import puppeteer from "puppeteer-core";
+
+const [homeserver, artifacts, ...creds] = process.argv.slice(2);
+if (!homeserver || !artifacts || creds.length < 4) {
+    console.error("usage: node scenario.mjs HOMESERVER_URL ARTIFACT_DIR USER1 PASSWORD1 USER2 PASSWORD2");
+    process.exit(2);
+}
+const dist = new URL("./dist/", import.meta.url).pathname;
+const types = { ".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".json": "application/json",
+    ".wasm": "application/wasm", ".svg": "image/svg+xml", ".woff": "font/woff", ".woff2": "font/woff2" };
+
+// Serve dist/ on loopback.
+const server = http.createServer(async (req, res) => {
+    const path = normalize(decodeURIComponent(new URL(req.url, "http://x").pathname)).replace(/^\/+/, "") || "index.html";
+    try {
+        const body = await readFile(join(dist, path));
+        res.writeHead(200, { "content-type": types[extname(path)] || "application/octet-stream" });
+        res.end(body);
+    } catch {
+        res.writeHead(404);
+        res.end();
+    }
+});
+await new Promise((r) => server.listen(0, "127.0.0.1", r));
+const app = `http://127.0.0.1:${server.address().port}/index.html`;
+
+const browser = await puppeteer.launch({
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    headless: true,
+    args: ["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"],
+});
+await mkdir(artifacts, { recursive: true });
+
+async function login(user, password) {
+    const context = await browser.createBrowserContext();
+    const page = await context.newPage();
+    await page.setViewport({ width: 1100, height: 700 });
+    const problems = [];
+    const calls = [];
+    const consoleLines = [];
+    page.on("pageerror", (e) => problems.push(`pageerror: ${e.message}`));
+    page.on("console", (m) => { consoleLines.push(`${m.type()}: ${m.text()}`); });
+    page.on("console", (m) => { if (m.type() === "error" || m.type() === "warn") problems.push(`console ${m.type()}: ${m.text()}`); });
+    page.on("response", (r) => {
+        if (!r.url().startsWith(homeserver) && r.status() >= 400) problems.push(`HTTP ${r.status()} ${r.url()}`);
+        if (r.url().startsWith(homeserver)) calls.push(`${r.status()} ${r.request().method()} ${r.url().slice(homeserver.length).split("?")[0]}`);
+        if (r.url().startsWith(homeserver) && r.status() >= 400) problems.push(`HTTP ${r.status()} ${r.request().method()} ${r.url()}`);
+    });
+    await page.goto(app, { waitUntil: "domcontentloaded" });
+    await page.waitForSelector("#homeserver", { timeout: 30000 });
+    await page.$eval("#homeserver", (el) => { el.value = ""; });
+    await page.type("#homeserver", homeserver);
+    await page.$eval("#homeserver", (el) => el.blur());
+    await page.waitForSelector("#username", { timeout: 30000 });
+    await page.type("#username", user);
+    await page.type("#password", password);
+    const [button] = await page.$$("xpath/.//button[contains(., 'Log In')]");
+    if (!button) throw new Error("no Log In button");
+    await button.click();
+    let reached = true;
+    try {
+        await page.waitForSelector(".LeftPanel", { visible: true, timeout: 60000 });
+        // Let the first syncs land, then look for what Hydrogen shows when one fails.
+        await new Promise((r) => setTimeout(r, 3000));
+    } catch {
+        reached = false;
+    }
+    const shot = join(artifacts, `hydrogen-${user}.png`);
+    await page.screenshot({ path: shot });
+    const text = await page.evaluate(() => document.body.innerText);
+    const fatal = await page.evaluate(() => window.__hydrogenFatal || null);
+    const status = await page.$eval(".SessionStatusView", (el) => el.innerText).catch(() => "");
+    // What Hydrogen's start-up needs answered: keys/upload, then the filter, then sync.
+    const answered = (re) => calls.some((c) => c.startsWith("200 ") && re.test(c));
+    const startup = {
+        keys_upload: answered(/POST .*\/keys\/upload$/),
+        filter: answered(/POST .*\/user\/[^/]+\/filter$/),
+        sync: answered(/GET .*\/sync$/),
+    };
+    console.log(JSON.stringify({ user, reached_room_list: reached, startup, fatal, status, screenshot: shot, problems }));
+    console.log(`requests of ${user} to the homeserver: ${[...new Set(calls)].join(", ")}`);
+    if (!Object.values(startup).every(Boolean)) {
+        console.log(`${user}: Hydrogen's start-up calls were not all answered 200: ${JSON.stringify(startup)}`);
+        return false;
+    }
+    if (!reached || fatal) {
+        console.log(`page text for ${user}:\n${text}\nrequests to the homeserver:\n${calls.join("\n")}\nconsole:\n${consoleLines.slice(-40).join("\n")}`);
+        return false;
+    }
+    if (/sync failed|error/i.test(status)) {
+        console.log(`${user}: Hydrogen reports a problem: ${status}`);
+        return false;
+    }
+    return true;
+}
+
+let ok = true;
+try {
+    ok = (await login(creds[0], creds[1])) && ok;
+    ok = (await login(creds[2], creds[3])) && ok;
+} catch (e) {
+    console.log(`scenario failed: ${e.stack || e}`);
+    ok = false;
+} finally {
+    await browser.close();
+    server.close();
+}
+process.exit(ok ? 0 : 1);

@@ -1,0 +1,78 @@
+//! A real web client in a real browser: Hydrogen (hydrogen-view-sdk, bundled by
+//! `sytest/hydrogen/setup.sh`) in Debian's headless Chromium, driven by puppeteer.
+//! Two users log in through Hydrogen's own login page and must reach their room list
+//! with no fatal error (Hydrogen's start-up calls `keys/upload`, `user/{id}/filter`
+//! and `sync`; any failing is fatal to it). Screenshots go to `target/artifacts/`.
+//!
+//! Outside CI, a missing node, chromium or bundle skips the test with a loud
+//! message; under `CI=true` it is a failure.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tidings_sytest::{ServerOptions, TestServer};
+
+fn hydrogen_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("hydrogen")
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+}
+
+/// What is missing to run the scenario, if anything.
+fn missing() -> Option<String> {
+    let dir = hydrogen_dir();
+    let chromium =
+        std::env::var_os("CHROMIUM").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+    if !on_path("node") {
+        return Some("node is not on PATH".into());
+    }
+    if !chromium.is_file() {
+        return Some(format!("no chromium at {}", chromium.display()));
+    }
+    if !dir.join("dist/app.js").is_file() || !dir.join("node_modules/puppeteer-core").is_dir() {
+        return Some(format!("Hydrogen is not bundled: run {}", dir.join("setup.sh").display()));
+    }
+    None
+}
+
+fn artifacts() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/artifacts")
+}
+
+#[tokio::test]
+async fn hydrogen_logs_two_users_in_and_reaches_the_room_list() {
+    if let Some(why) = missing() {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("CI=true but the Hydrogen scenario cannot run: {why}");
+        }
+        eprintln!("\n*** SKIPPING the Hydrogen scenario: {why} ***\n");
+        return;
+    }
+    let hs = TestServer::start(ServerOptions::named("localhost")).await;
+    hs.register("alice", "alice-password").await;
+    hs.register("bob", "bob-password").await;
+    let child = tokio::process::Command::new("node")
+        .arg(hydrogen_dir().join("scenario.mjs"))
+        .arg(hs.base_url())
+        .arg(artifacts())
+        .args(["alice", "alice-password", "bob", "bob-password"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the Hydrogen scenario");
+    let output = tokio::time::timeout(Duration::from_secs(240), child.wait_with_output())
+        .await
+        .expect("the Hydrogen scenario finished within 240 s")
+        .expect("the Hydrogen scenario ran");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("{stdout}");
+    assert!(output.status.success(), "Hydrogen scenario failed ({}):\n{stdout}\n{stderr}", output.status);
+    for user in ["alice", "bob"] {
+        assert!(artifacts().join(format!("hydrogen-{user}.png")).is_file(), "no screenshot of {user}");
+    }
+}
