@@ -14,6 +14,7 @@ pub mod keys;
 pub mod media;
 pub mod presence;
 pub mod push_rules;
+pub mod rooms;
 pub mod sync;
 pub mod to_device;
 pub mod versions;
@@ -79,6 +80,7 @@ fn matrix_routes() -> Router<ClientState> {
             get(account::profile::get_displayname).put(account::profile::put_displayname),
         )
         .merge(client_state_routes())
+        .merge(room_routes())
 }
 
 /// What clients call at start-up and keep on the server: filters, push rules,
@@ -136,6 +138,65 @@ fn media_routes(authenticated: bool) -> Router<ClientState> {
     }
 }
 
+/// Room endpoints, relative to `/_matrix/client/{v3,r0}`.
+fn room_routes() -> Router<ClientState> {
+    use rooms::{create, directory, ephemeral, members, membership, messages, send, state};
+    Router::new()
+        .route("/createRoom", post(create::post_create_room))
+        .route("/join/{room_id_or_alias}", post(membership::post_join))
+        .route("/rooms/{room_id}/join", post(membership::post_join))
+        .route("/rooms/{room_id}/leave", post(membership::post_leave))
+        .route("/rooms/{room_id}/forget", post(membership::post_forget))
+        .route("/rooms/{room_id}/invite", post(membership::post_invite))
+        .route("/rooms/{room_id}/kick", post(membership::post_kick))
+        .route("/rooms/{room_id}/ban", post(membership::post_ban))
+        .route("/rooms/{room_id}/unban", post(membership::post_unban))
+        .route("/rooms/{room_id}/send/{event_type}/{txn_id}", put(send::put_send))
+        .route("/rooms/{room_id}/redact/{event_id}/{txn_id}", put(send::put_redact))
+        .route("/rooms/{room_id}/state", get(state::get_state))
+        .route(
+            "/rooms/{room_id}/state/{event_type}",
+            get(state::get_state_event_empty).put(state::put_state_event_empty),
+        )
+        .route(
+            "/rooms/{room_id}/state/{event_type}/",
+            get(state::get_state_event_empty).put(state::put_state_event_empty),
+        )
+        .route(
+            "/rooms/{room_id}/state/{event_type}/{state_key}",
+            get(state::get_state_event).put(state::put_state_event),
+        )
+        .route("/rooms/{room_id}/messages", get(messages::get_messages))
+        .route("/rooms/{room_id}/event/{event_id}", get(messages::get_event))
+        .route("/rooms/{room_id}/context/{event_id}", get(messages::get_context))
+        .route("/rooms/{room_id}/members", get(members::get_members))
+        .route("/rooms/{room_id}/joined_members", get(members::get_joined_members))
+        .route("/joined_rooms", get(members::get_joined_rooms))
+        .route("/rooms/{room_id}/receipt/{receipt_type}/{event_id}", post(ephemeral::post_receipt))
+        .route("/rooms/{room_id}/read_markers", post(ephemeral::post_read_markers))
+        .route("/rooms/{room_id}/typing/{user_id}", put(ephemeral::put_typing))
+        .route(
+            "/directory/room/{alias}",
+            get(directory::get_alias).put(directory::put_alias).delete(directory::delete_alias),
+        )
+        .route("/directory/list/room/{room_id}", get(directory::get_listing).put(directory::put_listing))
+        .route("/publicRooms", get(directory::get_public_rooms).post(directory::post_public_rooms))
+        .merge(relation_routes())
+}
+
+/// Relations and threads: on `/v1` in the spec, and answered on `/v3` too.
+fn relation_routes() -> Router<ClientState> {
+    use rooms::relations;
+    Router::new()
+        .route("/rooms/{room_id}/relations/{event_id}", get(relations::get_relations))
+        .route("/rooms/{room_id}/relations/{event_id}/{rel_type}", get(relations::get_relations_by_type))
+        .route(
+            "/rooms/{room_id}/relations/{event_id}/{rel_type}/{event_type}",
+            get(relations::get_relations_by_type_and_event),
+        )
+        .route("/rooms/{room_id}/threads", get(relations::get_threads))
+}
+
 /// The Tidings extension endpoints, relative to `/_tidings/client/v1`.
 fn tidings_routes() -> Router<ClientState> {
     Router::new()
@@ -156,6 +217,7 @@ pub fn router(state: ClientState) -> Router {
         .route("/_matrix/client/versions", get(versions::get_versions))
         .nest("/_matrix/client/v3", matrix_routes())
         .nest("/_matrix/client/r0", matrix_routes())
+        .nest("/_matrix/client/v1", relation_routes())
         .nest("/_tidings/client/v1", tidings_routes())
         .nest("/_matrix/client/v1/media", media_routes(true))
         .nest("/_matrix/media/v3", media_routes(false))

@@ -14,6 +14,8 @@ use crate::extract::{AuthedQuiet, QueryMap};
 use crate::presence::status::parse_state;
 
 fn parse_request(
+    core: &Core,
+    user: &ruma::UserId,
     query: &std::collections::HashMap<String, String>,
 ) -> Result<(SyncRequest, Option<PresenceState>), Error> {
     let since = query.get("since").filter(|s| !s.is_empty()).map(|s| SyncToken::parse(s)).transpose()?;
@@ -27,17 +29,19 @@ fn parse_request(
         Some("true") => true,
         Some(_) => return Err(Error::invalid_param("full_state must be true or false")),
     };
-    Ok((SyncRequest { since, timeout: Duration::from_millis(timeout), full_state, device: None }, set_presence))
+    let filter = std::sync::Arc::new(core.rooms.resolve_filter(user, query.get("filter").map(String::as_str))?);
+    let request = SyncRequest { since, timeout: Duration::from_millis(timeout), full_state, filter, device: None };
+    Ok((request, set_presence))
 }
 
-/// Answer a sync. Unknown parameters (`filter`, ...) are ignored. The device counts
+/// Answer a sync. `filter` is inline JSON or a stored filter's ID; unknown parameters are ignored. The device counts
 /// as syncing (present, not active) while the request waits.
 pub async fn get_sync(
     State(core): State<Core>,
     AuthedQuiet(device): AuthedQuiet,
     QueryMap(query): QueryMap,
 ) -> ApiResult<Json<Value>> {
-    let (mut request, set_presence) = parse_request(&query)?;
+    let (mut request, set_presence) = parse_request(&core, &device.user_id, &query)?;
     request.device = Some(ruma::OwnedDeviceId::from(device.device_id.as_str()));
     let _syncing = core.presence.sync_started(&device.user_id, &device.device_id, set_presence).await;
     let answer = core.sync.sync(&device.user_id, request).await?;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use tidings_core::config::{
-    ClientAreas, ClientConfig, E2eeConfig, FeedsConfig, MediaConfig, PresenceConfig, RateLimitConfig,
+    ClientAreas, ClientConfig, E2eeConfig, FeedsConfig, MediaConfig, PresenceConfig, RateLimitConfig, RoomsConfig,
 };
 use tidings_federation::FederationConfig;
 
@@ -78,6 +78,8 @@ pub struct Config {
     pub e2ee: E2eeConfig,
     /// `[media]`: the per-user quota.
     pub media: MediaConfig,
+    /// `[rooms]`.
+    pub rooms: RoomsConfig,
 }
 
 impl std::fmt::Debug for Config {
@@ -101,6 +103,7 @@ impl std::fmt::Debug for Config {
             .field("client", &self.client)
             .field("e2ee", &self.e2ee)
             .field("media", &self.media)
+            .field("rooms", &self.rooms)
             .finish()
     }
 }
@@ -126,6 +129,7 @@ impl Default for Config {
             client: ClientConfig::default(),
             e2ee: E2eeConfig::default(),
             media: MediaConfig::default(),
+            rooms: RoomsConfig::default(),
         }
     }
 }
@@ -203,6 +207,9 @@ impl Config {
             ("presence_list", self.rate_limits.presence_list),
             ("presence_answer", self.rate_limits.presence_answer),
             ("presence_poll", self.rate_limits.presence_poll),
+            ("room_send", self.rate_limits.room_send),
+            ("room_create", self.rate_limits.room_create),
+            ("room_ephemeral", self.rate_limits.room_ephemeral),
         ] {
             if !(rate.per_second.is_finite() && rate.per_second > 0.0) || rate.burst == 0 {
                 return Err(format!("rate_limits.{name}: per_second must be above 0 and burst at least 1"));
@@ -225,6 +232,7 @@ impl Config {
         }
         validate_feeds(&self.feeds)?;
         self.validate_client_areas()?;
+        validate_rooms(&self.rooms)?;
         self.federation.validate()
     }
 
@@ -255,6 +263,13 @@ impl Config {
         }
         Ok(())
     }
+}
+
+fn validate_rooms(r: &RoomsConfig) -> Result<(), String> {
+    if r.max_rooms_per_user == 0 || r.max_members_per_room < 2 {
+        return Err("rooms.max_rooms_per_user must be at least 1 and rooms.max_members_per_room at least 2".into());
+    }
+    Ok(())
 }
 
 fn validate_feeds(f: &FeedsConfig) -> Result<(), String> {

@@ -46,6 +46,7 @@ pub async fn run(config: Config, listener: TcpListener, stop: watch::Receiver<bo
         },
         &config.feeds,
         &config.client_areas(),
+        &config.rooms,
     )
     .map_err(|e| format!("cannot open the database in {}: {e}", config.data_dir.display()))?;
 

@@ -34,6 +34,7 @@ mod client;
 mod config;
 pub mod paths;
 mod ports;
+pub mod rooms;
 mod server;
 pub mod synapse;
 mod wait;

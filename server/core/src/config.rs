@@ -64,6 +64,12 @@ pub struct RateLimitConfig {
     pub presence_answer: Rate,
     /// Poll switches (`PUT .../presence/poll`) per user.
     pub presence_poll: Rate,
+    /// Room events (messages, state, redactions, memberships) sent per user.
+    pub room_send: Rate,
+    /// Rooms created per user.
+    pub room_create: Rate,
+    /// Receipts, read markers and typing notices per user.
+    pub room_ephemeral: Rate,
 }
 
 impl Default for RateLimitConfig {
@@ -76,6 +82,9 @@ impl Default for RateLimitConfig {
             presence_list: Rate { per_second: 1.0, burst: 20 },
             presence_answer: Rate { per_second: 5.0, burst: 50 },
             presence_poll: Rate { per_second: 1.0, burst: 10 },
+            room_send: Rate { per_second: 10.0, burst: 100 },
+            room_create: Rate { per_second: 0.2, burst: 10 },
+            room_ephemeral: Rate { per_second: 20.0, burst: 100 },
         }
     }
 }
@@ -204,4 +213,29 @@ pub struct ClientAreas {
     pub e2ee: E2eeConfig,
     /// `[media]` and `max_upload_bytes`.
     pub media: MediaConfig,
+}
+
+/// `[rooms]`: bounds of what one user can make the server hold in rooms.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoomsConfig {
+    /// A user may be joined to or invited into at most this many rooms at once.
+    pub max_rooms_per_user: usize,
+    /// A room holds at most this many aliases.
+    pub max_aliases_per_room: usize,
+    /// A typing notice lasts at most this long, whatever the client asks.
+    pub max_typing_timeout_ms: u64,
+    /// One room has at most this many members (joined and invited).
+    pub max_members_per_room: usize,
+}
+
+impl Default for RoomsConfig {
+    fn default() -> Self {
+        Self {
+            max_rooms_per_user: 1000,
+            max_aliases_per_room: 20,
+            max_typing_timeout_ms: 120_000,
+            max_members_per_room: 10_000,
+        }
+    }
 }

@@ -46,6 +46,10 @@ pub enum ErrorKind {
     /// A request the server cannot serve for another reason (`M_UNKNOWN`, 400),
     /// such as an unsupported login type.
     BadRequest,
+    /// The room alias is taken (`M_ROOM_IN_USE`, 400).
+    RoomInUse,
+    /// The server does not support the room version asked for (`M_UNSUPPORTED_ROOM_VERSION`, 400).
+    UnsupportedRoomVersion,
     /// Something went wrong on our side; the detail is logged, not shown.
     Unknown,
 }
@@ -69,6 +73,8 @@ impl ErrorKind {
             ErrorKind::Unrecognized { .. } => "M_UNRECOGNIZED",
             ErrorKind::Unauthorized => "M_UNAUTHORIZED",
             ErrorKind::UserInteractiveAuth => "M_FORBIDDEN",
+            ErrorKind::RoomInUse => "M_ROOM_IN_USE",
+            ErrorKind::UnsupportedRoomVersion => "M_UNSUPPORTED_ROOM_VERSION",
             ErrorKind::BadRequest | ErrorKind::Unknown => "M_UNKNOWN",
         }
     }
@@ -86,7 +92,9 @@ impl ErrorKind {
             | ErrorKind::MissingParam
             | ErrorKind::UserInUse
             | ErrorKind::InvalidUsername
-            | ErrorKind::BadRequest => 400,
+            | ErrorKind::BadRequest
+            | ErrorKind::RoomInUse
+            | ErrorKind::UnsupportedRoomVersion => 400,
             ErrorKind::TooLarge => 413,
             ErrorKind::LimitExceeded { .. } => 429,
             ErrorKind::Unrecognized { status } => *status,

@@ -21,6 +21,8 @@ pub mod outbound;
 pub mod presence;
 pub mod push_rules;
 pub mod ratelimit;
+pub mod rooms;
+pub mod rooms_seams;
 pub mod storage;
 pub mod stream;
 pub mod sync;
@@ -34,9 +36,9 @@ pub use error::{Error, ErrorKind, Result};
 use account_data::{AccountDataService, AccountDataSource};
 use accounts::AccountService;
 use clock::SharedClock;
-use config::{ClientAreas, FeedsConfig, PeersConfig, PresenceConfig, RateLimitConfig};
+use config::{ClientAreas, FeedsConfig, PeersConfig, PresenceConfig, RateLimitConfig, RoomsConfig};
 use devices::DeviceService;
-use e2ee::{DeviceListsSource, KeyCountsSource, KeyService, SelfOnly, SharedRooms, ToDeviceService, ToDeviceSource};
+use e2ee::{DeviceListsSource, KeyCountsSource, KeyService, SharedRooms, ToDeviceService, ToDeviceSource};
 use exchange::Exchange;
 use feeds::{FeedService, FeedsSource};
 use filters::FilterService;
@@ -46,6 +48,7 @@ use outbound::Outbound;
 use presence::{Consent, PresencePeers, PresenceRequestsSource, PresenceService, PresenceSource};
 use push_rules::PushRuleService;
 use ratelimit::RateLimiter;
+use rooms::{RoomService, RoomsSource};
 use storage::Db;
 use stream::{Notifier, Positions};
 use sync::SyncService;
@@ -100,11 +103,13 @@ pub struct Core {
     pub media: Arc<MediaService>,
     /// What clients are told and bounded by (`[client]`).
     pub client_config: Arc<config::ClientConfig>,
+    /// Rooms on this site.
+    pub rooms: Arc<RoomService>,
 }
 
 impl Core {
     /// Open the database under `data_dir` and load every service from it.
-    #[allow(clippy::too_many_arguments)]
+    #[allow(clippy::too_many_arguments)] // one config struct per area, as the server composes them
     pub fn open(
         data_dir: &Path,
         server_name: &str,
@@ -114,9 +119,10 @@ impl Core {
         peers: &PeersConfig,
         feeds: &FeedsConfig,
         client: &ClientAreas,
+        rooms: &RoomsConfig,
     ) -> Result<Self> {
         let db = Db::open(&data_dir.join("tidings.sqlite"))?;
-        Self::with_db(db, server_name, presence, rate_limits, clock, peers, feeds, client)
+        Self::with_db(db, server_name, presence, rate_limits, clock, peers, feeds, client, rooms)
     }
 
     /// Load every service from `db` (tests hand a temporary database); media files
@@ -131,6 +137,7 @@ impl Core {
         peers: &PeersConfig,
         feeds: &FeedsConfig,
         client: &ClientAreas,
+        rooms: &RoomsConfig,
     ) -> Result<Self> {
         let floor = db.read_blocking(|s| {
             Ok(s.max_stream_pos()?.max(s.client_state_max_stream_pos()?).max(s.e2ee_max_stream_pos()?))
@@ -167,9 +174,17 @@ impl Core {
         ));
         let feeds =
             FeedService::new(db.clone(), Arc::clone(&clock), Arc::clone(&positions), Arc::clone(&notifier), feeds)?;
+        let room_service = RoomService::load(
+            db.clone(),
+            Arc::clone(&clock),
+            Arc::clone(&positions),
+            Arc::clone(&notifier),
+            server_name,
+            rooms,
+        )?;
+        // Who hears of a user's device changes: the members of their rooms.
+        let shared_rooms: Arc<dyn SharedRooms> = Arc::new(rooms_seams::RoomMembers(Arc::clone(&room_service)));
         let accounts = Arc::new(AccountService::new(db.clone(), server_name, Arc::clone(&clock)));
-        // Part A (rooms) plugs in here: its room memberships as `SharedRooms`.
-        let shared_rooms: Arc<dyn SharedRooms> = Arc::new(SelfOnly);
         let account_data =
             AccountDataService::new(db.clone(), Arc::clone(&positions), Arc::clone(&notifier), &client.client);
         let keys = KeyService::new(
@@ -191,12 +206,15 @@ impl Core {
         );
         let media_dir = db.path().parent().map_or_else(|| std::path::PathBuf::from("media"), |d| d.join("media"));
         let media = Arc::new(MediaService::new(db.clone(), Arc::clone(&clock), media_dir, server_name, &client.media)?);
+        let filters = Arc::new(FilterService::new(db.clone(), &client.client));
+        room_service.set_filter_lookup(Arc::new(rooms_seams::StoredFilters(Arc::clone(&filters))));
         let sync = Arc::new(SyncService::new(
             vec![
+                Arc::new(RoomsSource(Arc::clone(&room_service))),
                 Arc::new(PresenceSource(Arc::clone(&presence_service))),
                 Arc::new(PresenceRequestsSource(Arc::clone(&presence_service))),
                 Arc::new(FeedsSource(Arc::clone(&feeds))),
-                Arc::new(AccountDataSource(Arc::clone(&account_data))),
+                Arc::new(AccountDataSource(Arc::clone(&account_data), Arc::clone(&room_service))),
                 Arc::new(ToDeviceSource(Arc::clone(&to_device))),
                 Arc::new(DeviceListsSource(Arc::clone(&keys))),
                 Arc::new(KeyCountsSource(Arc::clone(&keys))),
@@ -208,7 +226,7 @@ impl Core {
         Ok(Self {
             server_name: server_name.into(),
             accounts,
-            filters: Arc::new(FilterService::new(db.clone(), &client.client)),
+            filters,
             push_rules: Arc::new(PushRuleService::new(Arc::clone(&account_data))),
             account_data,
             devices,
@@ -227,6 +245,7 @@ impl Core {
             outbound,
             exchange,
             feeds,
+            rooms: room_service,
             clock,
             db,
         })
@@ -237,11 +256,13 @@ impl Core {
     pub async fn run(&self, shutdown: impl std::future::Future<Output = ()>) {
         let peers = tokio::spawn(Arc::clone(&self.presence_peers).run());
         let feeds = tokio::spawn(Arc::clone(&self.feeds).run());
+        let typing = tokio::spawn(Arc::clone(&self.rooms).run());
         let outbound = Arc::clone(&self.outbound);
         let windows = tokio::spawn(async move { outbound.run().await });
         Arc::clone(&self.presence).run(shutdown).await;
         peers.abort();
         windows.abort();
         feeds.abort();
+        typing.abort();
     }
 }

@@ -23,6 +23,12 @@ pub enum Action {
     PresenceAnswer,
     /// Poll switches (`PUT .../presence/poll`), keyed by user.
     PresencePoll,
+    /// Room events, keyed by user.
+    RoomSend,
+    /// Room creation, keyed by user.
+    RoomCreate,
+    /// Receipts, read markers and typing, keyed by user.
+    RoomEphemeral,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -56,6 +62,9 @@ impl RateLimiter {
             Action::PresenceList => self.config.presence_list,
             Action::PresenceAnswer => self.config.presence_answer,
             Action::PresencePoll => self.config.presence_poll,
+            Action::RoomSend => self.config.room_send,
+            Action::RoomCreate => self.config.room_create,
+            Action::RoomEphemeral => self.config.room_ephemeral,
         }
     }
 

@@ -1,6 +1,7 @@
 //! Account data in `/sync`: global entries under the top-level `account_data`, per
 //! room entries under `rooms.join.{roomId}.account_data`, each as `{"type",
-//! "content"}` when it changed in the range (all of them in an initial sync). An
+//! "content"}` when it changed in the range (all of them in an initial sync); room
+//! entries only for rooms the user is joined to. An
 //! initial sync of a user who never edited push rules carries the default
 //! `m.push_rules`, since clients read their rules from there.
 
@@ -12,11 +13,13 @@ use serde_json::{Value, json};
 
 use super::service::{AccountDataService, PUSH_RULES};
 use crate::error::{Error, Result};
+use crate::rooms::RoomService;
 use crate::sync::{BoxFuture, Source, SyncRange, SyncResponse};
 
-/// Account data as a `/sync` source.
+/// Account data as a `/sync` source; room entries show only for rooms the user is
+/// joined to (the rooms service knows which).
 #[derive(Debug)]
-pub struct AccountDataSource(pub Arc<AccountDataService>);
+pub struct AccountDataSource(pub Arc<AccountDataService>, pub Arc<RoomService>);
 
 fn raw<T>(kind: &str, content: &Value) -> Result<Raw<T>> {
     let event = json!({ "type": kind, "content": content });
@@ -37,6 +40,7 @@ impl Source for AccountDataSource {
             }
             let rows = self.0.changed(user, range.since, range.upto).await?;
             let mut push_rules_seen = false;
+            let joined = self.1.joined_rooms(user);
             for row in rows {
                 let content: Value = serde_json::from_str(&row.content).map_err(Error::internal)?;
                 if row.room_id.is_empty() {
@@ -45,7 +49,9 @@ impl Source for AccountDataSource {
                     continue;
                 }
                 let Ok(room_id) = OwnedRoomId::try_from(row.room_id.as_str()) else { continue };
-                // Part A hook: once rooms merge, skip rooms `user` is not joined to (RoomService membership).
+                if !joined.contains(&room_id) {
+                    continue;
+                }
                 out.rooms.join.entry(room_id).or_default().account_data.events.push(raw(&row.kind, &content)?);
             }
             if range.is_initial() && !push_rules_seen {

@@ -22,6 +22,7 @@ pub mod feeds;
 pub mod media;
 pub mod meta;
 pub mod presence;
+pub mod rooms;
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -39,6 +40,7 @@ pub use feeds::FeedStore;
 pub use media::MediaStore;
 pub use meta::MetaStore;
 pub use presence::PresenceStore;
+pub use rooms::RoomStore;
 
 use crate::error::{Error, Result};
 
@@ -48,6 +50,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0002_presence_devices.sql"),
     include_str!("../../migrations/0003_federation.sql"),
     include_str!("../../migrations/0004_feeds.sql"),
+    include_str!("../../migrations/0006_rooms.sql"),
     include_str!("../../migrations/0008_client_state.sql"),
 ];
 
@@ -60,7 +63,15 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Every domain's queries, as one job sees them.
 pub trait Store:
-    AccountStore + PresenceStore + FederationStore + FeedStore + MetaStore + ClientStateStore + E2eeStore + MediaStore
+    AccountStore
+    + PresenceStore
+    + FederationStore
+    + FeedStore
+    + MetaStore
+    + RoomStore
+    + ClientStateStore
+    + E2eeStore
+    + MediaStore
 {
 }
 
@@ -70,6 +81,7 @@ impl<T> Store for T where
         + FederationStore
         + FeedStore
         + MetaStore
+        + RoomStore
         + ClientStateStore
         + E2eeStore
         + MediaStore

@@ -2,7 +2,9 @@
 //! part, and named extensions (`tidings.*`) where it does not.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
+use ruma::api::client::filter::FilterDefinition;
 use ruma::api::client::sync::sync_events::DeviceLists;
 use ruma::api::client::sync::sync_events::v3::{GlobalAccountData, Presence, Rooms, ToDevice};
 use ruma::{OneTimeKeyAlgorithm, UInt};
@@ -31,4 +33,6 @@ pub struct SyncResponse {
     pub device_unused_fallback_key_types: Option<Vec<OneTimeKeyAlgorithm>>,
     /// Top-level keys of Tidings' extensions, such as `tidings.presence_requests`.
     pub extensions: BTreeMap<String, Value>,
+    /// The filter the client asked for (`?filter=`); each source honours its parts.
+    pub filter: Arc<FilterDefinition>,
 }

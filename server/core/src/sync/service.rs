@@ -31,6 +31,8 @@ pub struct SyncRequest {
     /// The device syncing, for the sources that answer per device (to-device
     /// messages, key counts); `None` asks only what is per user.
     pub device: Option<OwnedDeviceId>,
+    /// The filter (`?filter=`), resolved.
+    pub filter: Arc<ruma::api::client::filter::FilterDefinition>,
 }
 
 /// Builds sync answers from the sources.
@@ -78,7 +80,7 @@ impl SyncService {
         }
         let upto = self.positions.visible().max(since.unwrap_or(0));
         let range = SyncRange { since, upto };
-        let mut out = SyncResponse { next_batch: SyncToken(upto), ..SyncResponse::default() };
+        let mut out = SyncResponse { next_batch: SyncToken(upto), filter: request.filter, ..SyncResponse::default() };
         for source in &self.sources {
             match request.device.as_deref() {
                 Some(device) => source.collect_for(user, device, range, &mut out).await?,
