@@ -79,7 +79,63 @@ fn matrix_routes() -> Router<ClientState> {
             "/profile/{user_id}/displayname",
             get(account::profile::get_displayname).put(account::profile::put_displayname),
         )
+        .merge(client_state_routes())
         .merge(room_routes())
+}
+
+/// What clients call at start-up and keep on the server: filters, push rules,
+/// capabilities, avatars, devices, account data, end-to-end keys, to-device.
+fn client_state_routes() -> Router<ClientState> {
+    use push_rules as pr;
+    Router::new()
+        .route("/user/{user_id}/filter", post(filter::post_filter))
+        .route("/user/{user_id}/filter/{filter_id}", get(filter::get_filter))
+        .route("/pushrules/", get(pr::get_all))
+        .route("/pushrules", get(pr::get_all))
+        .route("/pushrules/{scope}/", get(pr::get_scope))
+        .route("/pushrules/{scope}", get(pr::get_scope))
+        .route("/pushrules/{scope}/{kind}/", get(pr::get_kind))
+        .route("/pushrules/{scope}/{kind}/{rule_id}", get(pr::get_rule).put(pr::put_rule).delete(pr::delete_rule))
+        .route("/pushrules/{scope}/{kind}/{rule_id}/enabled", get(pr::get_enabled).put(pr::put_enabled))
+        .route("/pushrules/{scope}/{kind}/{rule_id}/actions", get(pr::get_actions).put(pr::put_actions))
+        .route("/capabilities", get(capabilities::get_capabilities))
+        .route(
+            "/profile/{user_id}/avatar_url",
+            get(account::profile::get_avatar_url).put(account::profile::put_avatar_url),
+        )
+        .route("/devices", get(devices::get_devices))
+        .route("/devices/{device_id}", get(devices::get_device).put(devices::put_device).delete(devices::delete_device))
+        .route("/delete_devices", post(devices::post_delete_devices))
+        .route("/user/{user_id}/account_data/{kind}", get(account_data::get_global).put(account_data::put_global))
+        .route(
+            "/user/{user_id}/rooms/{room_id}/account_data/{kind}",
+            get(account_data::get_room).put(account_data::put_room),
+        )
+        .route("/keys/upload", post(keys::post_upload))
+        .route("/keys/query", post(keys::post_query))
+        .route("/keys/claim", post(keys::post_claim))
+        .route("/keys/changes", get(keys::get_changes))
+        .route("/sendToDevice/{kind}/{txn_id}", put(to_device::put_send_to_device))
+}
+
+/// Media, relative to `/_matrix/client/v1/media` (authenticated) or
+/// `/_matrix/media/v3` (legacy: downloads and thumbnails need no token).
+fn media_routes(authenticated: bool) -> Router<ClientState> {
+    use media::download as d;
+    let routes = Router::new()
+        .route("/upload", post(media::upload::post_upload))
+        .route("/config", get(media::config::get_config));
+    if authenticated {
+        routes
+            .route("/download/{server_name}/{media_id}", get(d::get_download))
+            .route("/download/{server_name}/{media_id}/{file_name}", get(d::get_download_named))
+            .route("/thumbnail/{server_name}/{media_id}", get(d::get_thumbnail))
+    } else {
+        routes
+            .route("/download/{server_name}/{media_id}", get(d::get_legacy_download))
+            .route("/download/{server_name}/{media_id}/{file_name}", get(d::get_legacy_download_named))
+            .route("/thumbnail/{server_name}/{media_id}", get(d::get_legacy_thumbnail))
+    }
 }
 
 /// Room endpoints, relative to `/_matrix/client/{v3,r0}`.
@@ -139,62 +195,6 @@ fn relation_routes() -> Router<ClientState> {
             get(relations::get_relations_by_type_and_event),
         )
         .route("/rooms/{room_id}/threads", get(relations::get_threads))
-        .merge(client_state_routes())
-}
-
-/// What clients call at start-up and keep on the server: filters, push rules,
-/// capabilities, avatars, devices, account data, end-to-end keys, to-device.
-fn client_state_routes() -> Router<ClientState> {
-    use push_rules as pr;
-    Router::new()
-        .route("/user/{user_id}/filter", post(filter::post_filter))
-        .route("/user/{user_id}/filter/{filter_id}", get(filter::get_filter))
-        .route("/pushrules/", get(pr::get_all))
-        .route("/pushrules", get(pr::get_all))
-        .route("/pushrules/{scope}/", get(pr::get_scope))
-        .route("/pushrules/{scope}", get(pr::get_scope))
-        .route("/pushrules/{scope}/{kind}/", get(pr::get_kind))
-        .route("/pushrules/{scope}/{kind}/{rule_id}", get(pr::get_rule).put(pr::put_rule).delete(pr::delete_rule))
-        .route("/pushrules/{scope}/{kind}/{rule_id}/enabled", get(pr::get_enabled).put(pr::put_enabled))
-        .route("/pushrules/{scope}/{kind}/{rule_id}/actions", get(pr::get_actions).put(pr::put_actions))
-        .route("/capabilities", get(capabilities::get_capabilities))
-        .route(
-            "/profile/{user_id}/avatar_url",
-            get(account::profile::get_avatar_url).put(account::profile::put_avatar_url),
-        )
-        .route("/devices", get(devices::get_devices))
-        .route("/devices/{device_id}", get(devices::get_device).put(devices::put_device).delete(devices::delete_device))
-        .route("/delete_devices", post(devices::post_delete_devices))
-        .route("/user/{user_id}/account_data/{kind}", get(account_data::get_global).put(account_data::put_global))
-        .route(
-            "/user/{user_id}/rooms/{room_id}/account_data/{kind}",
-            get(account_data::get_room).put(account_data::put_room),
-        )
-        .route("/keys/upload", post(keys::post_upload))
-        .route("/keys/query", post(keys::post_query))
-        .route("/keys/claim", post(keys::post_claim))
-        .route("/keys/changes", get(keys::get_changes))
-        .route("/sendToDevice/{kind}/{txn_id}", put(to_device::put_send_to_device))
-}
-
-/// Media, relative to `/_matrix/client/v1/media` (authenticated) or
-/// `/_matrix/media/v3` (legacy: downloads and thumbnails need no token).
-fn media_routes(authenticated: bool) -> Router<ClientState> {
-    use media::download as d;
-    let routes = Router::new()
-        .route("/upload", post(media::upload::post_upload))
-        .route("/config", get(media::config::get_config));
-    if authenticated {
-        routes
-            .route("/download/{server_name}/{media_id}", get(d::get_download))
-            .route("/download/{server_name}/{media_id}/{file_name}", get(d::get_download_named))
-            .route("/thumbnail/{server_name}/{media_id}", get(d::get_thumbnail))
-    } else {
-        routes
-            .route("/download/{server_name}/{media_id}", get(d::get_legacy_download))
-            .route("/download/{server_name}/{media_id}/{file_name}", get(d::get_legacy_download_named))
-            .route("/thumbnail/{server_name}/{media_id}", get(d::get_legacy_thumbnail))
-    }
 }
 
 /// The Tidings extension endpoints, relative to `/_tidings/client/v1`.

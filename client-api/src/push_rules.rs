@@ -4,14 +4,40 @@
 //! `GET|PUT .../{ruleId}/enabled` and `GET|PUT .../{ruleId}/actions`.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tidings_core::accounts::Device;
 use tidings_core::push_rules::Placement;
 use tidings_core::{Core, Error, ErrorKind};
 
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::extract::{Authed, JsonBody, QueryMap, Segments};
+
+/// `{scope}/{kind}/{ruleId}` of a rule's path, the scope checked to be `global`.
+#[derive(Debug)]
+pub struct RulePath {
+    kind: String,
+    rule_id: String,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for RulePath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Segments((scope, kind, rule_id)) =
+            Segments::<(String, String, String)>::from_request_parts(parts, state).await?;
+        global_only(&scope)?;
+        Ok(RulePath { kind, rule_id })
+    }
+}
+
+/// One field of a rule (`enabled`, `actions`) as its endpoint answers it.
+async fn rule_field(core: &Core, device: &Device, at: &RulePath, field: &str) -> ApiResult<Json<Value>> {
+    let rule = core.push_rules.rule(&device.user_id, &at.kind, &at.rule_id).await?;
+    Ok(Json(json!({ field: rule[field] })))
+}
 
 fn global_only(scope: &str) -> Result<(), Error> {
     if scope != "global" {
@@ -46,49 +72,32 @@ pub async fn get_kind(
 }
 
 /// One rule.
-pub async fn get_rule(
-    State(core): State<Core>,
-    Authed(device): Authed,
-    Segments((scope, kind, rule_id)): Segments<(String, String, String)>,
-) -> ApiResult<Json<Value>> {
-    global_only(&scope)?;
-    Ok(Json(core.push_rules.rule(&device.user_id, &kind, &rule_id).await?))
+pub async fn get_rule(State(core): State<Core>, Authed(device): Authed, at: RulePath) -> ApiResult<Json<Value>> {
+    Ok(Json(core.push_rules.rule(&device.user_id, &at.kind, &at.rule_id).await?))
 }
 
 /// Add or replace a user-defined rule.
 pub async fn put_rule(
     State(core): State<Core>,
     Authed(device): Authed,
-    Segments((scope, kind, rule_id)): Segments<(String, String, String)>,
+    at: RulePath,
     QueryMap(query): QueryMap,
     JsonBody(body): JsonBody<Value>,
 ) -> ApiResult<Json<Value>> {
-    global_only(&scope)?;
-    let at = Placement { after: query.get("after").cloned(), before: query.get("before").cloned() };
-    core.push_rules.put(&device.user_id, &kind, &rule_id, body, at).await?;
+    let place = Placement { after: query.get("after").cloned(), before: query.get("before").cloned() };
+    core.push_rules.put(&device.user_id, &at.kind, &at.rule_id, body, place).await?;
     Ok(Json(json!({})))
 }
 
 /// Delete a user-defined rule.
-pub async fn delete_rule(
-    State(core): State<Core>,
-    Authed(device): Authed,
-    Segments((scope, kind, rule_id)): Segments<(String, String, String)>,
-) -> ApiResult<Json<Value>> {
-    global_only(&scope)?;
-    core.push_rules.delete(&device.user_id, &kind, &rule_id).await?;
+pub async fn delete_rule(State(core): State<Core>, Authed(device): Authed, at: RulePath) -> ApiResult<Json<Value>> {
+    core.push_rules.delete(&device.user_id, &at.kind, &at.rule_id).await?;
     Ok(Json(json!({})))
 }
 
 /// Whether a rule is on.
-pub async fn get_enabled(
-    State(core): State<Core>,
-    Authed(device): Authed,
-    Segments((scope, kind, rule_id)): Segments<(String, String, String)>,
-) -> ApiResult<Json<Value>> {
-    global_only(&scope)?;
-    let rule = core.push_rules.rule(&device.user_id, &kind, &rule_id).await?;
-    Ok(Json(json!({ "enabled": rule["enabled"] })))
+pub async fn get_enabled(State(core): State<Core>, Authed(device): Authed, at: RulePath) -> ApiResult<Json<Value>> {
+    rule_field(&core, &device, &at, "enabled").await
 }
 
 /// The body of `PUT .../enabled`.
@@ -101,37 +110,29 @@ pub struct EnabledBody {
 pub async fn put_enabled(
     State(core): State<Core>,
     Authed(device): Authed,
-    Segments((scope, kind, rule_id)): Segments<(String, String, String)>,
+    at: RulePath,
     JsonBody(body): JsonBody<EnabledBody>,
 ) -> ApiResult<Json<Value>> {
-    global_only(&scope)?;
-    core.push_rules.set_enabled(&device.user_id, &kind, &rule_id, body.enabled).await?;
+    core.push_rules.set_enabled(&device.user_id, &at.kind, &at.rule_id, body.enabled).await?;
     Ok(Json(json!({})))
 }
 
 /// A rule's actions.
-pub async fn get_actions(
-    State(core): State<Core>,
-    Authed(device): Authed,
-    Segments((scope, kind, rule_id)): Segments<(String, String, String)>,
-) -> ApiResult<Json<Value>> {
-    global_only(&scope)?;
-    let rule = core.push_rules.rule(&device.user_id, &kind, &rule_id).await?;
-    Ok(Json(json!({ "actions": rule["actions"] })))
+pub async fn get_actions(State(core): State<Core>, Authed(device): Authed, at: RulePath) -> ApiResult<Json<Value>> {
+    rule_field(&core, &device, &at, "actions").await
 }
 
 /// Replace a rule's actions.
 pub async fn put_actions(
     State(core): State<Core>,
     Authed(device): Authed,
-    Segments((scope, kind, rule_id)): Segments<(String, String, String)>,
+    at: RulePath,
     JsonBody(mut body): JsonBody<Value>,
 ) -> ApiResult<Json<Value>> {
-    global_only(&scope)?;
     let actions = body
         .get_mut("actions")
         .map(Value::take)
         .ok_or_else(|| Error::new(ErrorKind::MissingParam, "`actions` is required"))?;
-    core.push_rules.set_actions(&device.user_id, &kind, &rule_id, actions).await?;
+    core.push_rules.set_actions(&device.user_id, &at.kind, &at.rule_id, actions).await?;
     Ok(Json(json!({})))
 }

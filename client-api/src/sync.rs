@@ -13,7 +13,7 @@ use crate::error::ApiResult;
 use crate::extract::{AuthedQuiet, QueryMap};
 use crate::presence::status::parse_state;
 
-async fn parse_request(
+fn parse_request(
     core: &Core,
     user: &ruma::UserId,
     query: &std::collections::HashMap<String, String>,
@@ -29,13 +29,9 @@ async fn parse_request(
         Some("true") => true,
         Some(_) => return Err(Error::invalid_param("full_state must be true or false")),
     };
-    // Inline JSON or the ID of a filter this user stored.
-    let filter = match query.get("filter").map(|f| f.trim()).filter(|f| !f.is_empty()) {
-        Some(raw) => core.filters.get(user, raw).await?,
-        None => ruma::api::client::filter::FilterDefinition::default(),
-    };
-    let filter = std::sync::Arc::new(filter);
-    Ok((SyncRequest { since, timeout: Duration::from_millis(timeout), full_state, filter, device: None }, set_presence))
+    let filter = std::sync::Arc::new(core.rooms.resolve_filter(user, query.get("filter").map(String::as_str))?);
+    let request = SyncRequest { since, timeout: Duration::from_millis(timeout), full_state, filter, device: None };
+    Ok((request, set_presence))
 }
 
 /// Answer a sync. `filter` is inline JSON or a stored filter's ID; unknown parameters are ignored. The device counts
@@ -45,7 +41,7 @@ pub async fn get_sync(
     AuthedQuiet(device): AuthedQuiet,
     QueryMap(query): QueryMap,
 ) -> ApiResult<Json<Value>> {
-    let (mut request, set_presence) = parse_request(&core, &device.user_id, &query).await?;
+    let (mut request, set_presence) = parse_request(&core, &device.user_id, &query)?;
     request.device = Some(ruma::OwnedDeviceId::from(device.device_id.as_str()));
     let _syncing = core.presence.sync_started(&device.user_id, &device.device_id, set_presence).await;
     let answer = core.sync.sync(&device.user_id, request).await?;

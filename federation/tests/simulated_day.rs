@@ -101,8 +101,8 @@ async fn site(name: &str, peer: &str, clock: SharedClock, seed: u8) -> Site {
         urls: Default::default(),
     };
     let db = tidings_core::storage::temporary().expect("database");
-    let core = Core::with_db(db, name, &presence, &rates, clock, &peers, &Default::default(), &Default::default())
-        .expect("core");
+    let (feeds, client, rooms) = (Default::default(), Default::default(), Default::default());
+    let core = Core::with_db(db, name, &presence, &rates, clock, &peers, &feeds, &client, &rooms).expect("core");
     let key = Arc::new(ServerKey::from_seed(&[seed; 32], "sim".into()).expect("key"));
     let wire = Arc::new(MemoryWire {
         origin: name.to_owned(),

@@ -1,7 +1,10 @@
 // Two users log in through Hydrogen's own login page in headless Chromium and must
-// reach their room list with no fatal error; a screenshot of each is saved.
+// reach their room list with no fatal error; a screenshot of each is saved. Given a
+// ROOM_NAME (a room USER1 created and invited USER2 to), USER2 accepts the invite in
+// Hydrogen, they exchange a message each through the composer, and a screenshot of
+// USER1's timeline is saved as hydrogen-timeline.png.
 //
-// node scenario.mjs HOMESERVER_URL ARTIFACT_DIR USER1 PASSWORD1 USER2 PASSWORD2
+// node scenario.mjs HOMESERVER_URL ARTIFACT_DIR USER1 PASSWORD1 USER2 PASSWORD2 [ROOM_NAME]
 // Needs dist/ (node build.mjs) and Debian's chromium (or CHROMIUM=/path).
 import http from "node:http";
 import { readFile, mkdir } from "node:fs/promises";
@@ -91,6 +94,7 @@ async function login(user, password) {
         console.log(`${user}: Hydrogen's start-up calls were not all answered 200: ${JSON.stringify(startup)}`);
         return false;
     }
+    pages[user] = page;
     if (!reached || fatal) {
         console.log(`page text for ${user}:\n${text}\nrequests to the homeserver:\n${calls.join("\n")}\nconsole:\n${consoleLines.slice(-40).join("\n")}`);
         return false;
@@ -102,10 +106,49 @@ async function login(user, password) {
     return true;
 }
 
+const pages = {};
+
+async function openRoom(page, name) {
+    const tile = await page.waitForSelector(`xpath/.//ul[contains(@class, 'RoomList')]//li[contains(., '${name}')]//a`, { timeout: 30000 });
+    await tile.click();
+}
+
+async function say(page, text) {
+    const input = await page.waitForSelector(".MessageComposer textarea, .MessageComposer input", { visible: true, timeout: 30000 });
+    await input.type(text);
+    await page.keyboard.press("Enter");
+}
+
+async function waitForText(page, text, who) {
+    try {
+        await page.waitForFunction((t) => (document.querySelector(".Timeline, .RoomView_body") || document.body).innerText.includes(t), { timeout: 30000 }, text);
+    } catch {
+        throw new Error(`${who} never saw "${text}" in the timeline`);
+    }
+}
+
+async function talk(roomName, [first, second]) {
+    const [a, b] = [pages[first], pages[second]];
+    await openRoom(b, roomName);
+    const [accept] = await b.$$("xpath/.//div[contains(@class, 'InviteView')]//button[contains(., 'Accept')]");
+    if (accept) await accept.click();
+    await openRoom(a, roomName);
+    await say(a, `Hello ${second}, this is ${first} on Tidings`);
+    await waitForText(b, `this is ${first} on Tidings`, second);
+    await say(b, `Hi ${first}, ${second} here`);
+    await waitForText(a, `${second} here`, first);
+    await new Promise((r) => setTimeout(r, 1000));
+    const shot = join(artifacts, "hydrogen-timeline.png");
+    await a.screenshot({ path: shot });
+    await b.screenshot({ path: join(artifacts, `hydrogen-timeline-${second}.png`) });
+    console.log(JSON.stringify({ room: roomName, exchanged: true, screenshot: shot }));
+}
+
 let ok = true;
 try {
     ok = (await login(creds[0], creds[1])) && ok;
     ok = (await login(creds[2], creds[3])) && ok;
+    if (ok && creds[4]) await talk(creds[4], [creds[0], creds[2]]);
 } catch (e) {
     console.log(`scenario failed: ${e.stack || e}`);
     ok = false;

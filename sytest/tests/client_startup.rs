@@ -218,11 +218,11 @@ async fn account_data_is_private_global_and_per_room_and_arrives_in_sync() {
     let alice = hs.register("alice", "alice-pw").await;
     let bob = hs.register("bob", "bob-pw").await;
     let global = user_path(&alice, "/account_data/org.example.settings");
-    // Per-room account data shows in /sync under rooms the user is joined to.
     let (status, created) = alice.post(&format!("{V3}/createRoom"), json!({})).await;
     assert_eq!(status, 200, "{created}");
     let room_id = created["room_id"].as_str().expect("room_id").to_owned();
     let room = user_path(&alice, &format!("/rooms/{}/account_data/m.tag", encode_component(&room_id)));
+    let elsewhere = user_path(&alice, "/rooms/!room:elsewhere.test/account_data/m.tag");
     assert_matrix_error(&alice.get(&global).await, 404, "M_NOT_FOUND");
 
     let first = alice.sync(None, 0).await;
@@ -231,12 +231,15 @@ async fn account_data_is_private_global_and_per_room_and_arrives_in_sync() {
     assert_eq!(status, 200, "{body}");
     let (status, body) = alice.put(&room, json!({"tags": {"u.work": {}}})).await;
     assert_eq!(status, 200, "{body}");
+    let (status, body) = alice.put(&elsewhere, json!({"tags": {"u.hidden": {}}})).await;
+    assert_eq!(status, 200, "{body}");
     let next = alice.sync(Some(&since), 10_000).await;
     let events = next["account_data"]["events"].as_array().expect("account_data events");
     assert!(events.iter().any(|e| e["type"] == "org.example.settings" && e["content"]["theme"] == "dark"), "{next}");
-    let room_events = next["rooms"]["join"][room_id.as_str()]["account_data"]["events"].as_array().cloned();
-    let tag = room_events.unwrap_or_default().into_iter().find(|e| e["type"] == "m.tag");
-    assert_eq!(tag.map(|t| t["content"]["tags"]["u.work"].clone()), Some(json!({})), "{next}");
+    let room_events = &next["rooms"]["join"][&room_id]["account_data"]["events"];
+    assert_eq!(room_events[0]["type"], "m.tag", "{next}");
+    assert_eq!(room_events[0]["content"]["tags"]["u.work"], json!({}), "{next}");
+    assert!(next["rooms"]["join"].get("!room:elsewhere.test").is_none(), "only rooms alice is joined to: {next}");
 
     // Only the owner.
     assert_matrix_error(&bob.get(&global).await, 403, "M_FORBIDDEN");

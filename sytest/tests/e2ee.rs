@@ -246,3 +246,30 @@ async fn device_list_changes_reach_sync_and_keys_changes_and_deleting_a_device_r
         .await;
     assert_eq!(claimed["one_time_keys"], json!({}), "{claimed}");
 }
+
+#[tokio::test]
+async fn device_changes_reach_the_users_who_share_a_room_and_nobody_else() {
+    let hs = TestServer::start(ServerOptions::default()).await;
+    let alice = hs.register("alice", "alice-pw").await;
+    let bob = hs.register("bob", "bob-pw").await;
+    let carol = hs.register("carol", "carol-pw").await;
+    let (status, created) = alice.post(&format!("{V3}/createRoom"), json!({"invite": [bob.user_id.clone()]})).await;
+    assert_eq!(status, 200, "{created}");
+    let room_id = created["room_id"].as_str().expect("room_id").to_owned();
+    let (status, joined) =
+        bob.post(&format!("{V3}/join/{}", tidings_sytest::encode_component(&room_id)), json!({})).await;
+    assert_eq!(status, 200, "{joined}");
+    let alice_since = alice.sync(None, 0).await["next_batch"].as_str().expect("next_batch").to_owned();
+    let carol_since = carol.sync(None, 0).await["next_batch"].as_str().expect("next_batch").to_owned();
+
+    upload(&bob, json!({"device_keys": device_keys(&bob)})).await;
+    let seen = alice.sync(Some(&alice_since), 10_000).await;
+    assert!(
+        seen["device_lists"]["changed"].as_array().is_some_and(|c| c.iter().any(|u| u == bob.user_id.as_str())),
+        "alice shares a room with bob: {seen}"
+    );
+    // Carol shares none: a marker of her own (her keys) comes, bob's change does not.
+    upload(&carol, json!({"device_keys": device_keys(&carol)})).await;
+    let carols = carol.sync(Some(&carol_since), 10_000).await;
+    assert_eq!(carols["device_lists"]["changed"], json!([carol.user_id]), "{carols}");
+}

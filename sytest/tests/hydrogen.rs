@@ -2,7 +2,10 @@
 //! `sytest/hydrogen/setup.sh`) in Debian's headless Chromium, driven by puppeteer.
 //! Two users log in through Hydrogen's own login page and must reach their room list
 //! with no fatal error (Hydrogen's start-up calls `keys/upload`, `user/{id}/filter`
-//! and `sync`; any failing is fatal to it). Screenshots go to `target/artifacts/`.
+//! and `sync`; any failing is fatal to it). Alice has made a room and invited Bob:
+//! Bob accepts in Hydrogen, each sends a message through its composer, and each
+//! must see the other's. Screenshots go to `target/artifacts/` (the timeline in
+//! `hydrogen-timeline.png`).
 //!
 //! Outside CI, a missing node, chromium or bundle skips the test with a loud
 //! message; under `CI=true` it is a failure.
@@ -12,6 +15,9 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use tidings_sytest::{ServerOptions, TestServer};
+
+/// The room Alice makes for the two to talk in.
+const ROOM_NAME: &str = "Tidings test";
 
 fn hydrogen_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("hydrogen")
@@ -43,7 +49,7 @@ fn artifacts() -> PathBuf {
 }
 
 #[tokio::test]
-async fn hydrogen_logs_two_users_in_and_reaches_the_room_list() {
+async fn hydrogen_users_log_in_accept_an_invite_and_talk() {
     if let Some(why) = missing() {
         if std::env::var("CI").is_ok_and(|v| v == "true") {
             panic!("CI=true but the Hydrogen scenario cannot run: {why}");
@@ -52,13 +58,20 @@ async fn hydrogen_logs_two_users_in_and_reaches_the_room_list() {
         return;
     }
     let hs = TestServer::start(ServerOptions::named("localhost")).await;
-    hs.register("alice", "alice-password").await;
-    hs.register("bob", "bob-password").await;
+    let alice = hs.register("alice", "alice-password").await;
+    let bob = hs.register("bob", "bob-password").await;
+    let (status, room) = alice
+        .post("/_matrix/client/v3/createRoom", serde_json::json!({"name": ROOM_NAME, "invite": [bob.user_id]}))
+        .await;
+    assert_eq!(status, 200, "createRoom: {room}");
+    for shot in ["hydrogen-alice.png", "hydrogen-bob.png", "hydrogen-timeline.png", "hydrogen-timeline-bob.png"] {
+        let _ = std::fs::remove_file(artifacts().join(shot)); // only this run's screenshots count
+    }
     let child = tokio::process::Command::new("node")
         .arg(hydrogen_dir().join("scenario.mjs"))
         .arg(hs.base_url())
         .arg(artifacts())
-        .args(["alice", "alice-password", "bob", "bob-password"])
+        .args(["alice", "alice-password", "bob", "bob-password", ROOM_NAME])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
@@ -72,7 +85,8 @@ async fn hydrogen_logs_two_users_in_and_reaches_the_room_list() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     println!("{stdout}");
     assert!(output.status.success(), "Hydrogen scenario failed ({}):\n{stdout}\n{stderr}", output.status);
-    for user in ["alice", "bob"] {
-        assert!(artifacts().join(format!("hydrogen-{user}.png")).is_file(), "no screenshot of {user}");
+    for shot in ["hydrogen-alice.png", "hydrogen-bob.png", "hydrogen-timeline.png"] {
+        assert!(artifacts().join(shot).is_file(), "no screenshot {shot}");
     }
+    assert!(stdout.contains(r#""exchanged":true"#), "the two users did not exchange messages:\n{stdout}");
 }

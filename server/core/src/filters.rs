@@ -54,6 +54,16 @@ impl FilterService {
         serde_json::from_str(&json).map_err(Error::internal)
     }
 
+    /// [`Self::stored`] on the calling thread, for the rooms source's synchronous
+    /// filter lookup (one small read).
+    pub fn stored_blocking(&self, user: &UserId, filter_id: &str) -> Result<FilterDefinition> {
+        let not_found = || Error::not_found(format!("no filter {filter_id} for {user}"));
+        let id: u64 = filter_id.parse().map_err(|_| not_found())?;
+        let user_id = user.to_string();
+        let json = self.db.read_blocking(move |s| s.filter_get(&user_id, id))?.ok_or_else(not_found)?;
+        serde_json::from_str(&json).map_err(Error::internal)
+    }
+
     /// The filter a `/sync?filter=` names: inline JSON (it starts with `{`) or the ID
     /// of one of `user`'s stored filters. An unknown ID is `M_NOT_FOUND`, inline JSON
     /// that is no filter `M_BAD_JSON`.

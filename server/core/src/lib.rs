@@ -22,6 +22,7 @@ pub mod presence;
 pub mod push_rules;
 pub mod ratelimit;
 pub mod rooms;
+pub mod rooms_seams;
 pub mod storage;
 pub mod stream;
 pub mod sync;
@@ -195,9 +196,9 @@ impl Core {
             server_name,
             &client.rooms,
         )?;
+        // Who hears of a user's device changes: the members of their rooms.
+        let shared_rooms: Arc<dyn SharedRooms> = Arc::new(rooms_seams::RoomMembers(Arc::clone(&room_service)));
         let accounts = Arc::new(AccountService::new(db.clone(), server_name, Arc::clone(&clock)));
-        // Whose device lists a user follows: everyone who shares a room with them.
-        let shared_rooms: Arc<dyn SharedRooms> = Arc::clone(&room_service) as Arc<dyn SharedRooms>;
         let account_data =
             AccountDataService::new(db.clone(), Arc::clone(&positions), Arc::clone(&notifier), &client.client);
         let keys = KeyService::new(
@@ -219,6 +220,8 @@ impl Core {
         );
         let media_dir = db.path().parent().map_or_else(|| std::path::PathBuf::from("media"), |d| d.join("media"));
         let media = Arc::new(MediaService::new(db.clone(), Arc::clone(&clock), media_dir, server_name, &client.media)?);
+        let filters = Arc::new(FilterService::new(db.clone(), &client.client));
+        room_service.set_filter_lookup(Arc::new(rooms_seams::StoredFilters(Arc::clone(&filters))));
         let sync = Arc::new(SyncService::new(
             vec![
                 Arc::new(RoomsSource(Arc::clone(&room_service))),
@@ -237,7 +240,7 @@ impl Core {
         Ok(Self {
             server_name: server_name.into(),
             accounts,
-            filters: Arc::new(FilterService::new(db.clone(), &client.client)),
+            filters,
             push_rules: Arc::new(PushRuleService::new(Arc::clone(&account_data))),
             account_data,
             devices,

@@ -1,6 +1,7 @@
 //! Account data in `/sync`: global entries under the top-level `account_data`, per
 //! room entries under `rooms.join.{roomId}.account_data`, each as `{"type",
-//! "content"}` when it changed in the range (all of them in an initial sync). An
+//! "content"}` when it changed in the range (all of them in an initial sync); room
+//! entries only for rooms the user is joined to. An
 //! initial sync of a user who never edited push rules carries the default
 //! `m.push_rules`, since clients read their rules from there.
 
@@ -12,12 +13,13 @@ use serde_json::{Value, json};
 
 use super::service::{AccountDataService, PUSH_RULES};
 use crate::error::{Error, Result};
+use crate::rooms::RoomService;
 use crate::sync::{BoxFuture, Source, SyncRange, SyncResponse};
 
-/// Account data as a `/sync` source; per-room entries only for rooms the user is
-/// joined to (the rooms service knows).
+/// Account data as a `/sync` source; room entries show only for rooms the user is
+/// joined to (the rooms service knows which).
 #[derive(Debug)]
-pub struct AccountDataSource(pub Arc<AccountDataService>, pub Arc<crate::rooms::RoomService>);
+pub struct AccountDataSource(pub Arc<AccountDataService>, pub Arc<RoomService>);
 
 fn raw<T>(kind: &str, content: &Value) -> Result<Raw<T>> {
     let event = json!({ "type": kind, "content": content });
