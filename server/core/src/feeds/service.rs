@@ -591,8 +591,9 @@ mod tests {
             let now = svc.clock.now_ms();
             let due = svc.next_poll(id).expect("a failing feed stays scheduled");
             let wait = due - now;
+            // The poll's own connect may let the paused clock run a few ms.
             assert!(
-                (expected..=expected + expected / 10).contains(&wait),
+                (expected - 50..=expected + expected / 10).contains(&wait),
                 "round {round}: waits {wait}, not ~{expected}"
             );
             tokio::time::sleep(Duration::from_millis(wait - 1)).await;
