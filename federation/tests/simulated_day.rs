@@ -109,7 +109,7 @@ async fn site(name: &str, peer: &str, clock: SharedClock, seed: u8) -> Site {
         short_watchdog_ms: SHORT_MS,
         long_watchdog_ms: LONG_MS,
         ca_file: None,
-        peers: vec![PeerConfig { server_name: peer.to_owned(), url: format!("http://{peer}:8008") }],
+        peers: vec![PeerConfig { server_name: peer.to_owned(), url: format!("http://{peer}:8008"), link: None }],
     };
     let federation =
         Federation::with_transport(core.clone(), key, &config, 1 << 20, reqwest::Client::new(), Arc::clone(&wire) as _);

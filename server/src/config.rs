@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use tidings_core::config::{FeedsConfig, PresenceConfig, RateLimitConfig};
 use tidings_federation::FederationConfig;
+use tidings_federation::link::LinkConfig;
 
 /// `registration`.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -68,6 +69,8 @@ pub struct Config {
     pub federation: FederationConfig,
     /// `[feeds]`.
     pub feeds: FeedsConfig,
+    /// `[link]`: the thin-line transport (spec/link.md).
+    pub link: LinkConfig,
 }
 
 impl std::fmt::Debug for Config {
@@ -87,6 +90,7 @@ impl std::fmt::Debug for Config {
             .field("rate_limits", &self.rate_limits)
             .field("federation", &self.federation)
             .field("feeds", &self.feeds)
+            .field("link", &self.link)
             .finish()
     }
 }
@@ -108,6 +112,7 @@ impl Default for Config {
             rate_limits: RateLimitConfig::default(),
             federation: FederationConfig::default(),
             feeds: FeedsConfig::default(),
+            link: LinkConfig::default(),
         }
     }
 }
@@ -197,6 +202,7 @@ impl Config {
             return Err("metrics_token must be at least 16 characters".into());
         }
         validate_feeds(&self.feeds)?;
+        self.link.validate()?;
         self.federation.validate()
     }
 }

@@ -11,6 +11,7 @@ pub mod exchange;
 pub mod feeds;
 pub mod housekeeping;
 pub mod ids;
+pub mod lanes;
 pub mod metrics;
 pub mod outbound;
 pub mod presence;

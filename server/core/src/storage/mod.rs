@@ -42,6 +42,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0002_presence_devices.sql"),
     include_str!("../../migrations/0003_federation.sql"),
     include_str!("../../migrations/0004_feeds.sql"),
+    include_str!("../../migrations/0007_link.sql"),
 ];
 
 /// How many read connections run beside the writer.
