@@ -194,17 +194,29 @@ async fn until_status(stream: &mut Syncer, user_id: &str, msg: &str, deadline: D
     }
 }
 
-#[tokio::test]
-async fn presence_crosses_a_2400_baud_line_within_batch_plus_3_s() {
-    let pair = Pair::start("").await;
-    let (a, b) = (&pair.servers[0], &pair.servers[1]);
-    let admin_a = a.create_admin("admin", PW).await;
-    let admin_b = b.create_admin("admin", PW).await;
-    let alice = a.register("alice", PW).await;
-    let bob = b.register("bob", PW).await;
+/// alice on alpha, watched by bob on beta (consent crossed the link), bob's sync
+/// stream past the start, and alpha's admin.
+struct Sites {
+    admin_a: Session,
+    alice: Session,
+    stream: Syncer,
+}
+
+async fn sites(pair: &Pair) -> Sites {
+    let admin_a = pair.servers[0].create_admin("admin", PW).await;
+    let alice = pair.servers[0].register("alice", PW).await;
+    let bob = pair.servers[1].register("bob", PW).await;
     watch(&bob, &alice).await;
     let mut stream = bob.syncer();
     stream.next(0).await;
+    Sites { admin_a, alice, stream }
+}
+
+#[tokio::test]
+async fn presence_crosses_a_2400_baud_line_within_batch_plus_3_s() {
+    let pair = Pair::start("").await;
+    let Sites { admin_a, alice, mut stream, .. } = sites(&pair).await;
+    let admin_b = pair.servers[1].create_admin("admin", PW).await;
     quiet(&pair, &admin_a).await;
 
     for msg in ["at the station", "out on the ice"] {
@@ -265,10 +277,7 @@ fn queue_bulk(data_dir: &std::path::Path, destination: &str, total_bytes: usize)
 #[tokio::test]
 async fn presence_overtakes_200_kb_of_bulk() {
     let mut pair = Pair::start("").await;
-    let admin_a = pair.servers[0].create_admin("admin", PW).await;
-    let alice = pair.servers[0].register("alice", PW).await;
-    let bob = pair.servers[1].register("bob", PW).await;
-    watch(&bob, &alice).await;
+    let Sites { admin_a, alice, mut stream } = sites(&pair).await;
 
     pair.servers[0].stop().await;
     queue_bulk(&pair.servers[0].data_dir(), "beta.test", 200_000);
@@ -281,8 +290,6 @@ async fn presence_overtakes_200_kb_of_bulk() {
     })
     .await;
 
-    let mut stream = bob.syncer();
-    stream.next(0).await;
     for msg in ["storm coming", "storm passed"] {
         // The presence lane is idle (the bulk lane is not: it carries the 200 KB).
         tokio::time::sleep(Duration::from_secs(3)).await;
@@ -302,12 +309,7 @@ async fn presence_overtakes_200_kb_of_bulk() {
 #[tokio::test]
 async fn cuts_mid_transfer_lose_and_repeat_nothing() {
     let pair = Pair::start("").await;
-    let admin_a = pair.servers[0].create_admin("admin", PW).await;
-    let alice = pair.servers[0].register("alice", PW).await;
-    let bob = pair.servers[1].register("bob", PW).await;
-    watch(&bob, &alice).await;
-    let mut stream = bob.syncer();
-    stream.next(0).await;
+    let Sites { admin_a, alice, mut stream, .. } = sites(&pair).await;
     quiet(&pair, &admin_a).await;
 
     let mut all = Vec::new();
@@ -328,12 +330,7 @@ async fn cuts_mid_transfer_lose_and_repeat_nothing() {
 #[tokio::test]
 async fn a_change_in_flight_survives_kill_9_of_its_sender() {
     let mut pair = Pair::start("").await;
-    let admin_a = pair.servers[0].create_admin("admin", PW).await;
-    let alice = pair.servers[0].register("alice", PW).await;
-    let bob = pair.servers[1].register("bob", PW).await;
-    watch(&bob, &alice).await;
-    let mut stream = bob.syncer();
-    stream.next(0).await;
+    let Sites { admin_a, alice, mut stream, .. } = sites(&pair).await;
     quiet(&pair, &admin_a).await;
 
     put_status(&alice, "before the crash").await;
@@ -356,11 +353,8 @@ async fn answer_to(addr: SocketAddr, hello: &[u8]) -> Vec<u8> {
 
 #[tokio::test]
 async fn strangers_garbage_and_replays_get_nothing() {
-    // beta's handshake goes through a tap that keeps what alpha sent first.
     let pair = Pair::start("").await;
-    let alice = pair.servers[0].register("alice", PW).await;
-    let bob = pair.servers[1].register("bob", PW).await;
-    watch(&bob, &alice).await;
+    let Sites { alice, mut stream, .. } = sites(&pair).await;
     let beta_link = loopback(pair.link_ports[1]);
 
     // Garbage, and a well-formed handshake from a key nobody published.
@@ -371,8 +365,6 @@ async fn strangers_garbage_and_replays_get_nothing() {
 
     // A real first message of alpha's, captured on the line; once its call is up (a
     // change crossed over it), replayed.
-    let mut stream = bob.syncer();
-    stream.next(0).await;
     let captured = capture_alpha_hello(&pair).await;
     put_status(&alice, "called again").await;
     until_status(&mut stream, &alice.user_id, "called again", Duration::from_secs(60)).await;
@@ -399,13 +391,7 @@ async fn capture_alpha_hello(pair: &Pair) -> Vec<u8> {
 #[tokio::test]
 async fn sessions_mode_hangs_up_when_idle_and_calls_again() {
     let pair = Pair::start("mode = \"sessions\"\nidle_hangup_ms = 2000\ncost_per_minute = 1.5\n").await;
-    let (a, b) = (&pair.servers[0], &pair.servers[1]);
-    let admin_a = a.create_admin("admin", PW).await;
-    let alice = a.register("alice", PW).await;
-    let bob = b.register("bob", PW).await;
-    watch(&bob, &alice).await;
-    let mut stream = bob.syncer();
-    stream.next(0).await;
+    let Sites { admin_a, alice, mut stream, .. } = sites(&pair).await;
 
     for msg in ["first call", "second call"] {
         // Idle: the line hangs up.

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo build -p tidings   # or --release; bytes do not depend on the build
-//! TIDINGS_BIN=target/debug/tidings cargo run -p tidings-sytest --bin link-bench
+//! TIDINGS_BIN=$PWD/target/debug/tidings cargo run -p tidings-sytest --bin link-bench
 //! ```
 //!
 //! Two servers on loopback, `alpha.test` with 50 users and `beta.test` with one
