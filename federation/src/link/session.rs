@@ -30,6 +30,10 @@ use tokio::sync::{Notify, oneshot, watch};
 
 use super::budget::Budget;
 use super::compress::{Decoder, Encoder};
+
+/// Messages up to this many raw bytes are compressed at once, and sent raw when that
+/// does not make them smaller; larger ones are compressed piece by piece as they leave.
+const WHOLE: usize = 4096;
 use super::flow::Flow;
 use super::frame::{self, Class, Frame, MAX_PLAINTEXT, TAG_LEN};
 use super::noise::Cipher;
@@ -277,11 +281,7 @@ impl Conn {
         inbound: Arc<dyn Inbound>,
         first: Option<(Vec<u8>, u64)>,
     ) -> Result<(), String> {
-        let mut rx = Receiving {
-            decoders: [(); 3].map(|()| Decoder::new(self.params.max_body)),
-            prev_ms: [0; 3],
-            partial: Default::default(),
-        };
+        let mut rx = Receiving { prev_ms: [0; 3], partial: Default::default() };
         let mut nonce = 0u64;
         if let Some((plain, wire)) = first {
             nonce = 1;
@@ -378,13 +378,7 @@ impl Conn {
     }
 
     async fn write_loop(self: Arc<Self>, mut write: OwnedWriteHalf, cipher: Arc<Cipher>) -> Result<(), String> {
-        let mut tx = Sending {
-            encoders: Class::ALL.map(Encoder::new),
-            prev_ms: [0; 3],
-            current: Default::default(),
-            nonce: 0,
-            last_write: Instant::now(),
-        };
+        let mut tx = Sending { prev_ms: [0; 3], current: Default::default(), nonce: 0, last_write: Instant::now() };
         // The initiator speaks first (the responder waits for it as key confirmation).
         let mut must_send = self.params.dialed_by_us;
         let mut out = Vec::new();
@@ -508,23 +502,51 @@ impl Conn {
                     };
                     shared.pending.insert(next.seq, Pending { class, sent_at: Instant::now(), done: next.done });
                     shared.writing += 1;
-                    tx.current[i] = Some(Current { seq: next.seq, buf: header, raw, raw_off: 0 });
+                    let mut cur = Current {
+                        seq: next.seq,
+                        encoder: Some(Encoder::new(class)),
+                        compressed: true,
+                        buf: header,
+                        raw,
+                        raw_off: 0,
+                    };
+                    if cur.raw.len() <= WHOLE {
+                        // Per-message choice: compressed only when that is smaller.
+                        let mut enc = Encoder::new(class);
+                        let mut packed = enc.compress(&cur.raw).map_err(|e| format!("compress: {e}"))?;
+                        packed.extend(enc.finish());
+                        if packed.len() < cur.raw.len() {
+                            cur.buf.extend(packed);
+                        } else {
+                            cur.buf.extend_from_slice(&cur.raw);
+                            cur.compressed = false;
+                        }
+                        cur.raw_off = cur.raw.len();
+                        cur.encoder = None;
+                    }
+                    tx.current[i] = Some(cur);
                 }
                 let Some(cur) = tx.current[i].as_mut() else { break };
                 let want = room.saturating_sub(Frame::data_overhead(cur.seq, room));
                 while cur.buf.len() < want && cur.raw_off < cur.raw.len() {
                     let end = (cur.raw_off + PIECE).min(cur.raw.len());
-                    let piece =
-                        tx.encoders[i].compress(&cur.raw[cur.raw_off..end]).map_err(|e| format!("compress: {e}"))?;
+                    let Some(encoder) = cur.encoder.as_mut() else { break };
+                    let piece = encoder.compress(&cur.raw[cur.raw_off..end]).map_err(|e| format!("compress: {e}"))?;
                     cur.buf.extend_from_slice(&piece);
                     cur.raw_off = end;
+                    if end == cur.raw.len()
+                        && let Some(encoder) = cur.encoder.take()
+                    {
+                        cur.buf.extend(encoder.finish());
+                    }
                 }
                 let take = want.min(cur.buf.len());
                 let last = cur.raw_off == cur.raw.len() && take == cur.buf.len();
                 if take == 0 && !last {
                     break;
                 }
-                Frame::Data { class, seq: cur.seq, compressed: true, last, bytes: &cur.buf[..take] }.encode(&mut plain);
+                Frame::Data { class, seq: cur.seq, compressed: cur.compressed, last, bytes: &cur.buf[..take] }
+                    .encode(&mut plain);
                 cur.buf.drain(..take);
                 if last {
                     tx.current[i] = None;
@@ -541,7 +563,6 @@ impl Conn {
 
 /// The writer's own state.
 struct Sending {
-    encoders: [Encoder; 3],
     prev_ms: [u64; 3],
     current: [Option<Current>; 3],
     nonce: u64,
@@ -551,6 +572,10 @@ struct Sending {
 /// A message being written.
 struct Current {
     seq: u64,
+    /// The message's own stream, while pieces of it are still to be compressed.
+    encoder: Option<Encoder>,
+    /// Whether its body is compressed.
+    compressed: bool,
     /// Encoded bytes not yet written (header, then compressed body).
     buf: Vec<u8>,
     raw: Vec<u8>,
@@ -559,7 +584,6 @@ struct Current {
 
 /// The reader's own state.
 struct Receiving {
-    decoders: [Decoder; 3],
     prev_ms: [u64; 3],
     partial: [Option<(u64, Vec<u8>)>; 3],
 }
@@ -592,7 +616,7 @@ impl Receiving {
         let (txn_id, header_len) = txn::decode_header(&buf, &mut self.prev_ms[i]).map_err(|e| e.to_string())?;
         let body = &buf[header_len..];
         let edus = if compressed {
-            let raw = self.decoders[i].decompress(body).map_err(|e| format!("decompress: {e}"))?;
+            let raw = Decoder::decompress_finished(body, max).map_err(|e| format!("decompress: {e}"))?;
             txn::decode_body(&raw)?
         } else {
             txn::decode_body(body)?
