@@ -18,11 +18,11 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 /// Queueing delay under which the window may grow.
-pub const QUEUE_LOW: Duration = Duration::from_millis(200);
+pub const QUEUE_LOW: Duration = Duration::from_millis(150);
 /// Queueing delay over which the window shrinks.
-pub const QUEUE_HIGH: Duration = Duration::from_millis(450);
+pub const QUEUE_HIGH: Duration = Duration::from_millis(350);
 /// The line time one message may take at the estimated rate.
-pub const MESSAGE_TIME: Duration = Duration::from_millis(400);
+pub const MESSAGE_TIME: Duration = Duration::from_millis(250);
 /// The smallest window.
 const MIN_WINDOW: u64 = 256;
 /// The largest window (a fast line needs no more to stay busy across a loopback).
