@@ -1,7 +1,7 @@
 //! The link: a second federation transport for thin lines (spec/link.md). With `link`
 //! set for a peer, everything for it goes over one long-lived TCP connection,
 //! authenticated and encrypted with Noise KK ([`noise`]), framed in priority classes
-//! ([`frame`]), compressed with streaming brotli ([`compress`]), flow-controlled so
+//! ([`frame`]), compressed with brotli ([`compress`]), flow-controlled so
 //! the line's buffers never fill ([`flow`]), acknowledged per transaction after the
 //! far side committed it ([`session`]). The same stored transactions as HTTP, so the
 //! durable outbox stays the source of truth.
