@@ -33,6 +33,10 @@ pub struct PeerConfig {
     pub server_name: String,
     /// Where the peer's HTTP API answers.
     pub url: String,
+    /// Where the peer's link listener answers (`host:port`); when set, everything for
+    /// this peer goes over the link (spec/link.md) instead of HTTP.
+    #[serde(default)]
+    pub link: Option<String>,
 }
 
 impl FederationConfig {
@@ -53,6 +57,11 @@ impl FederationConfig {
                     "federation.peers: url '{}' of {} must start with http:// or https://",
                     peer.url, peer.server_name
                 ));
+            }
+            if let Some(link) = &peer.link
+                && link.rsplit_once(':').is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err())
+            {
+                return Err(format!("federation.peers: link '{link}' of {} must be host:port", peer.server_name));
             }
             if !seen.insert(peer.server_name.as_str()) {
                 return Err(format!("federation.peers: {} is listed twice", peer.server_name));

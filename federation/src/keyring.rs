@@ -54,6 +54,8 @@ struct PeerKeys {
     valid_until_ts: u64,
     /// Unix ms when they were fetched (or accepted).
     fetched_ms: u64,
+    /// The peer's static link key ([`crate::link::key::LINK_KEY_FIELD`]), if it publishes one.
+    link_key: Option<[u8; 32]>,
 }
 
 /// What is known of one peer's keys.
@@ -274,6 +276,29 @@ impl Keyring {
         verify_key_response(server_name, &body, self.clock.now_ms())
     }
 
+    /// The link key `server_name` publishes in its (cached, unexpired) key document.
+    pub fn cached_link_key(&self, server_name: &str) -> Option<[u8; 32]> {
+        let now = self.clock.now_ms();
+        let peers = self.peers();
+        let keys = peers.get(server_name)?.keys.as_ref()?;
+        if now >= keys.valid_until_ts {
+            return None;
+        }
+        keys.link_key
+    }
+
+    /// Fetch `server_name`'s key document now, whatever the fetch rule says, and
+    /// return its link key. For the link's own dialer and key refresh only, which
+    /// back off on their own; never on behalf of a request from outside.
+    pub async fn fetch_link_key(&self, server_name: &str, peer_url: &str) -> Result<[u8; 32], String> {
+        let gate = self.fetch_gate(server_name);
+        let _fetching = gate.lock().await;
+        let keys = self.fetch(server_name, peer_url).await?;
+        let link_key = keys.link_key;
+        self.peers().entry(server_name.to_owned()).or_default().keys = Some(keys);
+        link_key.ok_or_else(|| format!("{server_name} publishes no link key"))
+    }
+
     fn peers(&self) -> MutexGuard<'_, HashMap<String, PeerEntry>> {
         self.peers.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -343,7 +368,12 @@ fn verify_key_response(expected_server_name: &str, body: &serde_json::Value, now
     key_map.insert(expected_server_name.to_owned(), key_set);
     verify_json(&key_map, &object).map_err(|e| format!("the key response's signature does not verify: {e}"))?;
 
-    Ok(PeerKeys { keys, valid_until_ts, fetched_ms: now_ms })
+    let link_key = match object.get(crate::link::key::LINK_KEY_FIELD) {
+        None => None,
+        Some(CanonicalJsonValue::String(b64)) => Some(crate::link::key::parse_public(b64)?),
+        Some(_) => return Err(format!("{} is not a string", crate::link::key::LINK_KEY_FIELD)),
+    };
+    Ok(PeerKeys { keys, valid_until_ts, fetched_ms: now_ms, link_key })
 }
 
 fn as_object(value: &CanonicalJsonValue) -> Option<&CanonicalJsonObject> {

@@ -125,6 +125,18 @@ impl ServerKey {
     /// The body of `GET /_matrix/key/v2/server`: this key, valid until
     /// `now_ms + validity_ms`, signed by itself.
     pub fn server_keys_response(&self, server_name: &str, now_ms: u64, validity_ms: u64) -> serde_json::Value {
+        self.server_keys_response_with(server_name, now_ms, validity_ms, &[])
+    }
+
+    /// [`Self::server_keys_response`] with more string fields, covered by the
+    /// signature (the link key: `tidings.link_key`).
+    pub fn server_keys_response_with(
+        &self,
+        server_name: &str,
+        now_ms: u64,
+        validity_ms: u64,
+        extra: &[(&str, String)],
+    ) -> serde_json::Value {
         let valid_until = now_ms.saturating_add(validity_ms).min(MAX_SAFE_INTEGER);
         let mut verify_key = CanonicalJsonObject::new();
         verify_key.insert("key".to_owned(), CanonicalJsonValue::String(self.public_key_base64.clone()));
@@ -136,6 +148,9 @@ impl ServerKey {
         object.insert("valid_until_ts".to_owned(), CanonicalJsonValue::Integer(js_int_from(valid_until)));
         object.insert("verify_keys".to_owned(), CanonicalJsonValue::Object(verify_keys));
         object.insert("old_verify_keys".to_owned(), CanonicalJsonValue::Object(CanonicalJsonObject::new()));
+        for (field, value) in extra {
+            object.insert((*field).to_owned(), CanonicalJsonValue::String(value.clone()));
+        }
         if let Err(e) = self.sign_json(server_name, &mut object) {
             // Unreachable: the object was built above without `signatures`.
             tracing::error!(error = %e, "signing the server key response failed");

@@ -7,6 +7,7 @@ pub mod config;
 pub mod http;
 pub mod keyring;
 pub mod keys;
+pub mod link;
 pub mod peer;
 pub mod receiver;
 pub mod routes;
@@ -34,10 +35,13 @@ pub struct Federation {
     peers: Arc<HashMap<String, Arc<Peer>>>,
     transport: Arc<dyn Transport>,
     max_body: usize,
+    /// The static link key, published in the key document (when links are configured).
+    link_key: Option<Arc<link::LinkKey>>,
+    links: Option<Arc<link::Links>>,
 }
 
 /// One peer as the admin API shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PeerStatus {
     /// The peer's server name.
     pub server_name: String,
@@ -57,6 +61,10 @@ pub struct PeerStatus {
     pub bytes_sent: u64,
     /// Bytes received from it, headers included.
     pub bytes_received: u64,
+    /// `http` or `link`.
+    pub transport: &'static str,
+    /// The link's state and figures, for a linked peer.
+    pub link: Option<link::LinkStatus>,
 }
 
 impl Federation {
@@ -70,6 +78,57 @@ impl Federation {
         Ok(Self::with_transport(core, key, config, max_body, http, transport))
     }
 
+    /// Federation for `core` with links: peers with `link` set are reached over the
+    /// link ([`link::LinkTransport`]), the others over HTTP. `link_key` is published in
+    /// the key document either way, so peers can dial this server.
+    pub fn with_links(
+        core: Core,
+        key: ServerKey,
+        config: &FederationConfig,
+        link_config: &link::LinkConfig,
+        link_key: link::LinkKey,
+        max_body: usize,
+    ) -> Result<Arc<Self>, String> {
+        let key = Arc::new(key);
+        let http = http::HttpTransport::client(config)?;
+        let over_http: Arc<dyn Transport> =
+            Arc::new(http::HttpTransport::new(http.clone(), Arc::clone(&key), &core.server_name));
+        let peers = Self::peer_map(config);
+        let keyring = Arc::new(Keyring::with_client(http, Arc::clone(&core.clock)));
+        let link_key = Arc::new(link_key);
+        let inbound = Arc::new(link::transport::LinkInbound {
+            exchange: Arc::clone(&core.exchange),
+            peers: Arc::clone(&peers),
+            clock: Arc::clone(&core.clock),
+        });
+        let links = Arc::new(link::Links::new(
+            &core.server_name,
+            Arc::clone(&link_key),
+            link_config,
+            config,
+            Arc::clone(&keyring),
+            inbound,
+            max_body,
+        ));
+        let transport = Arc::new(link::LinkTransport::new(Arc::clone(&links), over_http));
+        let receiver =
+            receiver::Receiver::new(&core.server_name, Arc::clone(&core.exchange), keyring, Arc::clone(&peers));
+        Ok(Arc::new(Self {
+            receiver,
+            core,
+            key,
+            peers,
+            transport,
+            max_body,
+            link_key: Some(link_key),
+            links: Some(links),
+        }))
+    }
+
+    fn peer_map(config: &FederationConfig) -> Arc<HashMap<String, Arc<Peer>>> {
+        Arc::new(config.peers.iter().map(|p| (p.server_name.clone(), Arc::new(Peer::new(p.clone())))).collect())
+    }
+
     /// Federation over a given transport (the link, or a test's).
     pub fn with_transport(
         core: Core,
@@ -79,26 +138,30 @@ impl Federation {
         http: reqwest::Client,
         transport: Arc<dyn Transport>,
     ) -> Arc<Self> {
-        let peers: Arc<HashMap<String, Arc<Peer>>> =
-            Arc::new(config.peers.iter().map(|p| (p.server_name.clone(), Arc::new(Peer::new(p.clone())))).collect());
-        let keyring = Keyring::with_client(http, Arc::clone(&core.clock));
+        let peers = Self::peer_map(config);
+        let keyring = Arc::new(Keyring::with_client(http, Arc::clone(&core.clock)));
         let receiver =
             receiver::Receiver::new(&core.server_name, Arc::clone(&core.exchange), keyring, Arc::clone(&peers));
-        Arc::new(Self { receiver, core, key, peers, transport, max_body })
+        Arc::new(Self { receiver, core, key, peers, transport, max_body, link_key: None, links: None })
     }
 
     /// Run every peer's sender until the process ends. Nothing here needs a clean
     /// stop: what is queued is on disk, and a transaction in flight is sent again
     /// with the same txnId after a restart.
     pub async fn run(self: Arc<Self>) {
+        if let Some(links) = &self.links {
+            tokio::spawn(Arc::clone(links).run());
+        }
         let senders: Vec<_> = self
             .peers
             .values()
-            .map(|peer| {
+            .flat_map(|peer| tidings_core::lanes::Lane::ALL.map(|lane| (peer, lane)))
+            .map(|(peer, lane)| {
                 let sender = sender::Sender {
                     exchange: Arc::clone(&self.core.exchange),
                     transport: Arc::clone(&self.transport),
                     peer: Arc::clone(peer),
+                    lane,
                 };
                 tokio::spawn(sender.run())
             })
@@ -118,6 +181,7 @@ impl Federation {
             let s = &peer.stats;
             let due = self.core.presence_peers.watchdog_due(name);
             let last = PeerStats::get(&s.last_received_ts);
+            let link = self.links.as_ref().and_then(|l| l.status(name));
             out.push(PeerStatus {
                 server_name: name.clone(),
                 last_received_ts: (last > 0).then_some(last),
@@ -126,8 +190,10 @@ impl Federation {
                 queue_len: self.core.outbound.queue_len(name).await.unwrap_or(0),
                 txns_sent: PeerStats::get(&s.txns_sent),
                 txns_received: PeerStats::get(&s.txns_received),
-                bytes_sent: PeerStats::get(&s.bytes_sent),
-                bytes_received: PeerStats::get(&s.bytes_received),
+                bytes_sent: PeerStats::get(&s.bytes_sent) + link.as_ref().map_or(0, |l| l.bytes_sent),
+                bytes_received: PeerStats::get(&s.bytes_received) + link.as_ref().map_or(0, |l| l.bytes_received),
+                transport: if link.is_some() { "link" } else { "http" },
+                link,
             });
         }
         out

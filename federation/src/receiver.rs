@@ -45,7 +45,7 @@ fn unauthorized(reason: impl Into<String>) -> Error {
 pub struct Receiver {
     server_name: String,
     exchange: Arc<Exchange>,
-    keyring: Keyring,
+    keyring: Arc<Keyring>,
     peers: Arc<HashMap<String, Arc<Peer>>>,
     refusals: RefusalLog,
 }
@@ -55,7 +55,7 @@ impl Receiver {
     pub fn new(
         server_name: &str,
         exchange: Arc<Exchange>,
-        keyring: Keyring,
+        keyring: Arc<Keyring>,
         peers: Arc<HashMap<String, Arc<Peer>>>,
     ) -> Self {
         let refusals = RefusalLog { clock: Arc::clone(keyring.clock()), origins: Mutex::new(HashMap::new()) };

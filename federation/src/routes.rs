@@ -66,7 +66,9 @@ impl<S: Send + Sync> FromRequestParts<S> for TxnId {
 
 async fn get_keys(State(f): State<Arc<Federation>>) -> Json<Value> {
     // The key is signed fresh for each answer, valid for a day from now.
-    Json(f.key.server_keys_response(&f.core.server_name, f.core.clock.now_ms(), KEY_VALIDITY_MS))
+    let extra: Vec<(&str, String)> =
+        f.link_key.iter().map(|k| (crate::link::key::LINK_KEY_FIELD, k.public_base64())).collect();
+    Json(f.key.server_keys_response_with(&f.core.server_name, f.core.clock.now_ms(), KEY_VALIDITY_MS, &extra))
 }
 
 async fn get_version() -> Json<Value> {

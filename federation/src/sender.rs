@@ -1,12 +1,14 @@
-//! The sender of one peer: wait until its batch window closes (core runs the
-//! windows), take the transaction core gathers and stores, and deliver it through the
-//! peer's transport until the peer acknowledges it, with the same txnId on every
-//! retry and across restarts.
+//! The sender of one peer and lane: wait until its batch window closes (core runs the
+//! windows), take the transaction core gathers and stores for the lane, and deliver it
+//! through the peer's transport until the peer acknowledges it, with the same txnId on
+//! every retry and across restarts. Each lane ([`Lane`]) of a peer has its own sender,
+//! so a bulk transaction in flight never holds presence back.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tidings_core::exchange::Exchange;
+use tidings_core::lanes::Lane;
 use tidings_core::outbound::StoredTxn;
 
 use crate::peer::{Peer, PeerStats};
@@ -28,6 +30,8 @@ pub struct Sender {
     pub transport: Arc<dyn Transport>,
     /// To whom.
     pub peer: Arc<Peer>,
+    /// Which lane of transactions.
+    pub lane: Lane,
 }
 
 impl Sender {
@@ -39,7 +43,7 @@ impl Sender {
         // At start there may be a stored transaction, queued EDUs or presence past the cursor.
         let mut look_now = true;
         loop {
-            match exchange.pending(&dest).await {
+            match exchange.pending(&dest, self.lane).await {
                 Ok(Some(txn)) => {
                     self.deliver(&peer, txn).await;
                     continue;
@@ -52,10 +56,10 @@ impl Sender {
                 }
             }
             if !look_now {
-                exchange.outbound().ready(&dest).await;
+                exchange.outbound().ready(&dest, self.lane).await;
             }
             look_now = false;
-            match exchange.next_transaction(&dest).await {
+            match exchange.next_transaction(&dest, self.lane).await {
                 Ok(Some(txn)) => self.deliver(&peer, txn).await,
                 Ok(None) => {}
                 Err(e) => {

@@ -101,8 +101,8 @@ async fn site(name: &str, peer: &str, clock: SharedClock, seed: u8) -> Site {
         urls: Default::default(),
     };
     let db = tidings_core::storage::temporary().expect("database");
-    let (feeds, client, rooms) = (Default::default(), Default::default(), Default::default());
-    let core = Core::with_db(db, name, &presence, &rates, clock, &peers, &feeds, &client, &rooms).expect("core");
+    let (feeds, client) = (Default::default(), Default::default());
+    let core = Core::with_db(db, name, &presence, &rates, clock, &peers, &feeds, &client).expect("core");
     let key = Arc::new(ServerKey::from_seed(&[seed; 32], "sim".into()).expect("key"));
     let wire = Arc::new(MemoryWire {
         origin: name.to_owned(),
@@ -115,7 +115,7 @@ async fn site(name: &str, peer: &str, clock: SharedClock, seed: u8) -> Site {
         short_watchdog_ms: SHORT_MS,
         long_watchdog_ms: LONG_MS,
         ca_file: None,
-        peers: vec![PeerConfig { server_name: peer.to_owned(), url: format!("http://{peer}:8008") }],
+        peers: vec![PeerConfig { server_name: peer.to_owned(), url: format!("http://{peer}:8008"), link: None }],
     };
     let federation =
         Federation::with_transport(core.clone(), key, &config, 1 << 20, reqwest::Client::new(), Arc::clone(&wire) as _);

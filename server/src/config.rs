@@ -10,6 +10,7 @@ use tidings_core::config::{
     ClientAreas, ClientConfig, E2eeConfig, FeedsConfig, MediaConfig, PresenceConfig, RateLimitConfig, RoomsConfig,
 };
 use tidings_federation::FederationConfig;
+use tidings_federation::link::LinkConfig;
 
 /// `registration`.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -80,6 +81,8 @@ pub struct Config {
     pub e2ee: E2eeConfig,
     /// `[media]`: the per-user quota.
     pub media: MediaConfig,
+    /// `[link]`: the thin-line transport (spec/link.md).
+    pub link: LinkConfig,
 }
 
 impl std::fmt::Debug for Config {
@@ -104,6 +107,7 @@ impl std::fmt::Debug for Config {
             .field("client", &self.client)
             .field("e2ee", &self.e2ee)
             .field("media", &self.media)
+            .field("link", &self.link)
             .finish()
     }
 }
@@ -130,6 +134,7 @@ impl Default for Config {
             client: ClientConfig::default(),
             e2ee: E2eeConfig::default(),
             media: MediaConfig::default(),
+            link: LinkConfig::default(),
         }
     }
 }
@@ -237,6 +242,7 @@ impl Config {
         validate_feeds(&self.feeds)?;
         validate_rooms(&self.rooms)?;
         self.validate_client_areas()?;
+        self.link.validate()?;
         self.federation.validate()
     }
 

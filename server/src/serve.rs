@@ -67,7 +67,13 @@ pub async fn run(config: Config, listener: TcpListener, stop: watch::Receiver<bo
 
     let key = tidings_federation::keys::ServerKey::load_or_create(&config.data_dir)?;
     tracing::info!(key_id = key.key_id(), "signing key loaded");
-    let federation = Federation::new(core.clone(), key, &config.federation, config.max_request_bytes)?;
+    let links_wanted = config.link.listen.is_some() || config.federation.peers.iter().any(|p| p.link.is_some());
+    let federation = if links_wanted {
+        let link_key = tidings_federation::link::LinkKey::load_or_create(&config.data_dir)?;
+        Federation::with_links(core.clone(), key, &config.federation, &config.link, link_key, config.max_request_bytes)?
+    } else {
+        Federation::new(core.clone(), key, &config.federation, config.max_request_bytes)?
+    };
     let federation_task = tokio::spawn(Arc::clone(&federation).run());
 
     let app = app(&config, core.clone(), federation);

@@ -23,6 +23,7 @@ use serde_json::{Value, json};
 
 use crate::clock::SharedClock;
 use crate::error::{Error, ErrorKind, Result};
+use crate::lanes::Lane;
 use crate::outbound::{Outbound, StoredTxn};
 use crate::storage::{Db, Unit};
 use crate::sync::BoxFuture;
@@ -107,6 +108,12 @@ pub trait EduFamily: Send + Sync + std::fmt::Debug {
 
     /// `peer` was heard from (a verified request, or a 2xx answer) at `now`.
     fn heard(&self, peer: &str, now: u64);
+
+    /// The lane this family's gathered EDUs travel in: by default the lane of its
+    /// first EDU type ([`Lane::of_edu_type`]), so `tidings.feed_*` families are bulk.
+    fn lane(&self) -> Lane {
+        self.edu_types().first().map_or(Lane::Presence, |t| Lane::of_edu_type(t))
+    }
 }
 
 /// Whether an incoming transaction was applied now or before.
@@ -203,20 +210,21 @@ impl Exchange {
         Ok(Received::Applied)
     }
 
-    /// The transaction stored for `destination` and not yet acknowledged.
-    pub async fn pending(&self, destination: &str) -> Result<Option<StoredTxn>> {
+    /// The transaction stored for `destination` in `lane` and not yet acknowledged.
+    pub async fn pending(&self, destination: &str, lane: Lane) -> Result<Option<StoredTxn>> {
         let d = destination.to_owned();
-        self.db.read(move |s| s.pending_txn(&d)).await
+        self.db.read(move |s| s.pending_txn(&d, lane)).await
     }
 
-    /// Gather what is due for `destination` into one transaction and store it, or
-    /// `None` if nothing is due.
-    pub async fn next_transaction(&self, destination: &str) -> Result<Option<StoredTxn>> {
+    /// Gather what is due for `destination` in `lane` (from the families of that lane
+    /// and the outbox rows of that lane) into one transaction and store it, or `None`
+    /// if nothing is due.
+    pub async fn next_transaction(&self, destination: &str, lane: Lane) -> Result<Option<StoredTxn>> {
         let mut batch = Batch::default();
-        for family in &self.families {
+        for family in self.families.iter().filter(|f| f.lane() == lane) {
             family.gather(destination, &mut batch).await?;
         }
-        let mut rows = self.outbound.outbox(destination, batch.room()).await?;
+        let mut rows = self.outbound.outbox(destination, lane, batch.room()).await?;
         // Keep the transaction under the byte budget (always at least one EDU): the
         // rest waits for the next one, in order.
         let mut bytes = 0;
@@ -255,6 +263,7 @@ impl Exchange {
             presence_upto: cursor,
             outbox_upto,
             edus: batch.edus.len() as u64,
+            lane,
         };
         let (d, stored) = (destination.to_owned(), txn.clone());
         let result = self.db.write(move |s| s.store_txn(&d, &stored, now)).await;

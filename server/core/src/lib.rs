@@ -15,6 +15,7 @@ pub mod feeds;
 pub mod filters;
 pub mod housekeeping;
 pub mod ids;
+pub mod lanes;
 pub mod media;
 pub mod metrics;
 pub mod outbound;

@@ -1,5 +1,6 @@
 //! `GET /_tidings/admin/v1/federation/peers`: each configured peer with its
-//! watchdogs, queue and traffic (bytes include HTTP request lines and headers).
+//! watchdogs, queue and traffic (bytes include HTTP request lines and headers, and
+//! the link's bytes on the line), and for a linked peer its link's state and figures.
 
 use axum::Json;
 use axum::extract::State;
@@ -25,5 +26,13 @@ fn render(p: &PeerStatus) -> Value {
         "txns_received": p.txns_received,
         "bytes_sent": p.bytes_sent,
         "bytes_received": p.bytes_received,
+        "transport": p.transport,
+        "link_state": p.link.as_ref().map(|l| l.state),
+        "link_bytes_sent": p.link.as_ref().map_or(0, |l| l.bytes_sent),
+        "link_bytes_received": p.link.as_ref().map_or(0, |l| l.bytes_received),
+        "link_rtt_ms": p.link.as_ref().and_then(|l| l.rtt_ms),
+        "link_calls": p.link.as_ref().map_or(0, |l| l.calls),
+        "link_connected_ms": p.link.as_ref().map_or(0, |l| l.connected_ms),
+        "link_cost": p.link.as_ref().map_or(0.0, |l| l.cost),
     })
 }

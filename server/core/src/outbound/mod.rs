@@ -26,6 +26,7 @@ use tokio::sync::Notify;
 
 use crate::clock::SharedClock;
 use crate::error::Result;
+use crate::lanes::Lane;
 use crate::storage::{Db, Store, Unit, federation as store};
 use crate::timers::Deadlines;
 
@@ -41,7 +42,7 @@ pub struct Outbound {
     interest: Mutex<HashMap<String, HashSet<OwnedUserId>>>,
     owed: Mutex<HashMap<String, HashSet<OwnedUserId>>>,
     windows: Deadlines<String>,
-    ready: HashMap<String, Notify>,
+    ready: HashMap<(String, Lane), Notify>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -59,7 +60,7 @@ impl Outbound {
                 interest.entry(dest).or_default().insert(user);
             }
         }
-        let ready = peers.iter().map(|p| (p.clone(), Notify::new())).collect();
+        let ready = peers.iter().flat_map(|p| Lane::ALL.map(|lane| ((p.clone(), lane), Notify::new()))).collect();
         Ok(Self {
             db,
             clock,
@@ -78,8 +79,10 @@ impl Outbound {
         self.windows
             .run(clock, |due| {
                 for dest in due {
-                    if let Some(ready) = self.ready.get(&dest) {
-                        ready.notify_one();
+                    for lane in Lane::ALL {
+                        if let Some(ready) = self.ready.get(&(dest.clone(), lane)) {
+                            ready.notify_one();
+                        }
                     }
                 }
                 async {}
@@ -108,9 +111,9 @@ impl Outbound {
     }
 
     /// Wait until `destination`'s batch window closes (at once if it closed while
-    /// nobody waited).
-    pub async fn ready(&self, destination: &str) {
-        match self.ready.get(destination) {
+    /// nobody of `lane` waited). Each lane's sender waits on its own signal.
+    pub async fn ready(&self, destination: &str, lane: Lane) {
+        match self.ready.get(&(destination.to_owned(), lane)) {
             Some(ready) => ready.notified().await,
             None => std::future::pending().await,
         }
@@ -138,16 +141,16 @@ impl Outbound {
         });
     }
 
-    /// The oldest queued EDUs of `destination`.
-    pub async fn outbox(&self, destination: &str, limit: usize) -> Result<Vec<OutboxRow>> {
+    /// The oldest queued EDUs of `destination` in `lane`.
+    pub async fn outbox(&self, destination: &str, lane: Lane, limit: usize) -> Result<Vec<OutboxRow>> {
         let d = destination.to_owned();
-        self.db.read(move |s| s.outbox(&d, limit)).await
+        self.db.read(move |s| s.outbox(&d, lane, limit)).await
     }
 
     /// How many EDUs wait for `destination` (queued, or in the transaction in flight).
     pub async fn queue_len(&self, destination: &str) -> Result<u64> {
         let d = destination.to_owned();
-        self.db.read(move |s| Ok(s.outbox_len(&d)? + s.pending_txn(&d)?.map_or(0, |t| t.edus))).await
+        self.db.read(move |s| Ok(s.outbox_len(&d)? + s.pending_edus(&d)?)).await
     }
 
     /// How far the presence stream has been sent to `destination`.

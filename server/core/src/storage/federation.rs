@@ -4,6 +4,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::Result;
+use crate::lanes::Lane;
 
 /// One queued EDU.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,15 +30,17 @@ pub struct StoredTxn {
     pub outbox_upto: i64,
     /// How many EDUs it carries.
     pub edus: u64,
+    /// The lane it travels in (one transaction in flight per destination and lane).
+    pub lane: Lane,
 }
 
 /// The federation outbox, transactions in flight, cursors, interest and received txnIds.
 pub trait FederationStore {
-    /// Queue an EDU for `destination`.
+    /// Queue an EDU for `destination`, in the lane of its type ([`Lane::of_edu_type`]).
     fn push_outbox(&self, destination: &str, edu_type: &str, content: &str, now: u64) -> Result<()>;
 
-    /// The oldest `limit` queued EDUs for `destination`.
-    fn outbox(&self, destination: &str, limit: usize) -> Result<Vec<OutboxRow>>;
+    /// The oldest `limit` queued EDUs for `destination` in `lane`.
+    fn outbox(&self, destination: &str, lane: Lane, limit: usize) -> Result<Vec<OutboxRow>>;
 
     /// How many EDUs wait in the outbox of `destination`.
     fn outbox_len(&self, destination: &str) -> Result<u64>;
@@ -45,8 +48,11 @@ pub trait FederationStore {
     /// Store the transaction about to be sent to `destination`.
     fn store_txn(&self, destination: &str, txn: &StoredTxn, now: u64) -> Result<()>;
 
-    /// The transaction in flight to `destination`, if any.
-    fn pending_txn(&self, destination: &str) -> Result<Option<StoredTxn>>;
+    /// The transaction in flight to `destination` in `lane`, if any.
+    fn pending_txn(&self, destination: &str, lane: Lane) -> Result<Option<StoredTxn>>;
+
+    /// How many EDUs the transactions in flight to `destination` carry, all lanes.
+    fn pending_edus(&self, destination: &str) -> Result<u64>;
 
     /// The peer acknowledged the transaction: drop it and what it carried, advance the cursor.
     fn ack_txn(&self, destination: &str, txn: &StoredTxn) -> Result<()>;
@@ -83,17 +89,17 @@ pub trait FederationStore {
 impl FederationStore for Connection {
     fn push_outbox(&self, destination: &str, edu_type: &str, content: &str, now: u64) -> Result<()> {
         self.execute(
-            "INSERT INTO federation_outbox (destination, edu_type, content, created_ts) VALUES (?1, ?2, ?3, ?4)",
-            params![destination, edu_type, content, now as i64],
+            "INSERT INTO federation_outbox (destination, edu_type, content, created_ts, lane) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![destination, edu_type, content, now as i64, Lane::of_edu_type(edu_type).index()],
         )?;
         Ok(())
     }
 
-    fn outbox(&self, destination: &str, limit: usize) -> Result<Vec<OutboxRow>> {
+    fn outbox(&self, destination: &str, lane: Lane, limit: usize) -> Result<Vec<OutboxRow>> {
         let mut stmt = self.prepare_cached(
-            "SELECT id, edu_type, content FROM federation_outbox WHERE destination = ?1 ORDER BY id LIMIT ?2",
+            "SELECT id, edu_type, content FROM federation_outbox WHERE destination = ?1 AND lane = ?3 ORDER BY id LIMIT ?2",
         )?;
-        let rows = stmt.query_map(params![destination, limit as i64], |r| {
+        let rows = stmt.query_map(params![destination, limit as i64, lane.index()], |r| {
             Ok(OutboxRow { id: r.get(0)?, edu_type: r.get(1)?, content: r.get(2)? })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -109,8 +115,8 @@ impl FederationStore for Connection {
 
     fn store_txn(&self, destination: &str, txn: &StoredTxn, now: u64) -> Result<()> {
         self.execute(
-            "INSERT INTO federation_txns (destination, txn_id, body, presence_upto, outbox_upto, edus, created_ts)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO federation_txns (destination, txn_id, body, presence_upto, outbox_upto, edus, created_ts, lane)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
                 destination,
                 txn.txn_id,
@@ -118,17 +124,19 @@ impl FederationStore for Connection {
                 txn.presence_upto as i64,
                 txn.outbox_upto,
                 txn.edus as i64,
-                now as i64
+                now as i64,
+                txn.lane.index()
             ],
         )?;
         Ok(())
     }
 
-    fn pending_txn(&self, destination: &str) -> Result<Option<StoredTxn>> {
+    fn pending_txn(&self, destination: &str, lane: Lane) -> Result<Option<StoredTxn>> {
         Ok(self
             .query_row(
-                "SELECT txn_id, body, presence_upto, outbox_upto, edus FROM federation_txns WHERE destination = ?1",
-                [destination],
+                "SELECT txn_id, body, presence_upto, outbox_upto, edus FROM federation_txns
+                 WHERE destination = ?1 AND lane = ?2",
+                params![destination, lane.index()],
                 |r| {
                     Ok(StoredTxn {
                         txn_id: r.get(0)?,
@@ -136,20 +144,30 @@ impl FederationStore for Connection {
                         presence_upto: r.get::<_, i64>(2)? as u64,
                         outbox_upto: r.get(3)?,
                         edus: r.get::<_, i64>(4)? as u64,
+                        lane,
                     })
                 },
             )
             .optional()?)
     }
 
+    fn pending_edus(&self, destination: &str) -> Result<u64> {
+        let n: i64 = self.query_row(
+            "SELECT COALESCE(SUM(edus), 0) FROM federation_txns WHERE destination = ?1",
+            [destination],
+            |r| r.get(0),
+        )?;
+        Ok(n as u64)
+    }
+
     fn ack_txn(&self, destination: &str, txn: &StoredTxn) -> Result<()> {
         self.execute(
-            "DELETE FROM federation_txns WHERE destination = ?1 AND txn_id = ?2",
-            params![destination, txn.txn_id],
+            "DELETE FROM federation_txns WHERE destination = ?1 AND txn_id = ?2 AND lane = ?3",
+            params![destination, txn.txn_id, txn.lane.index()],
         )?;
         self.execute(
-            "DELETE FROM federation_outbox WHERE destination = ?1 AND id <= ?2",
-            params![destination, txn.outbox_upto],
+            "DELETE FROM federation_outbox WHERE destination = ?1 AND id <= ?2 AND lane = ?3",
+            params![destination, txn.outbox_upto, txn.lane.index()],
         )?;
         self.execute(
             "INSERT INTO federation_cursors (destination, presence_pos) VALUES (?1, ?2)

@@ -54,6 +54,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0004_feeds.sql"),
     include_str!("../../migrations/0005_feed_peers.sql"),
     include_str!("../../migrations/0006_rooms.sql"),
+    include_str!("../../migrations/0007_link.sql"),
     include_str!("../../migrations/0008_client_state.sql"),
 ];
 

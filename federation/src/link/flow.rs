@@ -1,0 +1,200 @@
+//! Flow control: how many bytes may be on the line, not yet reported received by the
+//! far side. The link must never fill the line's buffers (a modem's, the kernel's):
+//! a presence frame written behind a minute of bulk waits a minute. So the sender
+//! keeps `in flight = sent - reported` within a window, and the receiver reports what
+//! it got (`Received` frames, piggybacked when it can).
+//!
+//! The window follows the queueing delay, as Vegas and BBR do: each report gives a
+//! round-trip sample for the newest write it covers. The smallest sample is the line's
+//! own round trip; a sample more than [`QUEUE_HIGH`] above it means bytes are queueing
+//! somewhere, and the window shrinks to what would have queued [`QUEUE_LOW`] (once per
+//! round trip); a sample below [`QUEUE_LOW`] above it while the sender was held back
+//! lets the window grow by a quarter, once per round trip (the delay signal lags by
+//! one, so growing faster would overshoot). The rate estimate (window over round trip) sizes messages: one message
+//! takes at most about [`MESSAGE_TIME`] of line time, so a presence frame never waits
+//! behind more than that of bulk.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// Queueing delay under which the window may grow.
+pub const QUEUE_LOW: Duration = Duration::from_millis(150);
+/// Queueing delay over which the window shrinks.
+pub const QUEUE_HIGH: Duration = Duration::from_millis(350);
+/// The line time one message may take at the estimated rate.
+pub const MESSAGE_TIME: Duration = Duration::from_millis(250);
+/// The smallest window.
+const MIN_WINDOW: u64 = 256;
+/// The largest window (a fast line needs no more to stay busy across a loopback).
+const MAX_WINDOW: u64 = 4 << 20;
+/// The first window, before anything was measured.
+const FIRST_WINDOW: u64 = 512;
+/// The smallest message budget (one presence change must fit).
+const MIN_MESSAGE: usize = 64;
+/// The largest message budget.
+const MAX_MESSAGE: usize = 16 * 1024;
+
+/// One connection's sending window.
+#[derive(Debug)]
+pub struct Flow {
+    sent: u64,
+    reported: u64,
+    /// Bytes of messages with data not yet covered by a report (only those make the
+    /// far side report; control-only messages are covered by the next report).
+    data_in_flight: u64,
+    window: u64,
+    min_rtt: Option<Duration>,
+    last_rtt: Option<Duration>,
+    writes: VecDeque<(u64, Instant, u64)>,
+    held_back: bool,
+    next_adjust: Instant,
+    next_grow: Instant,
+}
+
+impl Flow {
+    /// A window for a new connection.
+    pub fn new(now: Instant) -> Self {
+        Self {
+            sent: 0,
+            reported: 0,
+            data_in_flight: 0,
+            window: FIRST_WINDOW,
+            min_rtt: None,
+            last_rtt: None,
+            writes: VecDeque::new(),
+            held_back: false,
+            next_adjust: now,
+            next_grow: now,
+        }
+    }
+
+    /// Bytes of data messages on the line not yet reported received.
+    pub fn in_flight(&self) -> u64 {
+        self.data_in_flight
+    }
+
+    /// Whether `n` more bytes may go now. Nothing in flight always may.
+    pub fn may_send(&mut self, n: usize) -> bool {
+        let ok = self.in_flight() == 0 || self.in_flight() + n as u64 <= self.window;
+        if !ok {
+            self.held_back = true;
+        }
+        ok
+    }
+
+    /// A message of `n` bytes was written at `now`; `data`: it held data frames.
+    pub fn wrote(&mut self, n: usize, now: Instant, data: bool) {
+        self.sent += n as u64;
+        if data {
+            self.data_in_flight += n as u64;
+            // Bounded: one entry per data message in flight, and the window bounds those.
+            self.writes.push_back((self.sent, now, n as u64));
+        }
+    }
+
+    /// The far side reported `total` bytes received, at `now`.
+    pub fn reported(&mut self, total: u64, now: Instant) {
+        if total <= self.reported || total > self.sent {
+            return;
+        }
+        self.reported = total;
+        let mut newest = None;
+        while let Some(&(end, at, n)) = self.writes.front() {
+            if end > total {
+                break;
+            }
+            newest = Some(at);
+            self.data_in_flight -= n;
+            self.writes.pop_front();
+        }
+        let Some(at) = newest else { return };
+        let rtt = now.saturating_duration_since(at);
+        self.last_rtt = Some(rtt);
+        let min = *self.min_rtt.get_or_insert(rtt);
+        let min = if rtt < min {
+            self.min_rtt = Some(rtt);
+            rtt
+        } else {
+            min
+        };
+        let queue = rtt.saturating_sub(min);
+        if queue > QUEUE_HIGH {
+            if now >= self.next_adjust {
+                // Aim at the target at once: the window that would have queued QUEUE_LOW.
+                let target = (min + QUEUE_LOW).as_secs_f64() / rtt.as_secs_f64().max(0.001);
+                self.window = ((self.window as f64 * target) as u64).max(MIN_WINDOW);
+                self.next_adjust = now + rtt;
+                self.next_grow = now + rtt;
+            }
+        } else if queue < QUEUE_LOW && self.held_back && now >= self.next_grow {
+            // Grow once per round trip: the delay signal lags by one.
+            self.window = (self.window + (self.window / 4).max(64)).min(MAX_WINDOW);
+            self.held_back = false;
+            self.next_grow = now + rtt;
+        }
+    }
+
+    /// The round trip last measured.
+    pub fn rtt(&self) -> Option<Duration> {
+        self.last_rtt
+    }
+
+    /// The line's rate, as the window over the round trip, in bytes per second.
+    pub fn rate(&self) -> f64 {
+        let rtt = self.min_rtt.map_or(1.0, |r| r.as_secs_f64().max(0.001));
+        self.window as f64 / (rtt + QUEUE_LOW.as_secs_f64())
+    }
+
+    /// How many plaintext bytes one message may hold.
+    pub fn message_budget(&self) -> usize {
+        ((self.rate() * MESSAGE_TIME.as_secs_f64()) as usize).clamp(MIN_MESSAGE, MAX_MESSAGE)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A line of `rate` B/s with `latency` each way, fed as fast as the window lets.
+    fn settle(rate: f64, latency: Duration) -> (Flow, Duration) {
+        let start = Instant::now();
+        let mut flow = Flow::new(start);
+        let mut t = Duration::ZERO;
+        let mut line_free = Duration::ZERO; // when the line finishes what it was given
+        let mut reports: VecDeque<(Duration, u64)> = VecDeque::new();
+        let mut worst_queue = Duration::ZERO;
+        while t < Duration::from_secs(600) {
+            while let Some(&(at, total)) = reports.front() {
+                if at > t {
+                    break;
+                }
+                flow.reported(total, start + at);
+                reports.pop_front();
+            }
+            let n = flow.message_budget().min(120) + 17;
+            if flow.may_send(n) {
+                flow.wrote(n, start + t, true);
+                let begin = line_free.max(t);
+                worst_queue = if t > Duration::from_secs(120) { worst_queue.max(begin - t) } else { worst_queue };
+                line_free = begin + Duration::from_secs_f64(n as f64 / rate);
+                reports.push_back((line_free + latency + latency, flow.sent));
+            } else {
+                t += Duration::from_millis(10);
+            }
+        }
+        (flow, worst_queue)
+    }
+
+    #[test]
+    fn on_a_2400_baud_line_the_queue_stays_short() {
+        let (flow, worst_queue) = settle(240.0, Duration::from_secs(1));
+        assert!(worst_queue < Duration::from_millis(1500), "queue reached {worst_queue:?}");
+        assert!(flow.message_budget() <= 160, "budget {}", flow.message_budget());
+    }
+
+    #[test]
+    fn on_a_fast_line_the_window_opens() {
+        let (flow, _) = settle(10_000_000.0, Duration::from_micros(50));
+        assert!(flow.window > 64 * 1024, "window {}", flow.window);
+    }
+}

@@ -1,0 +1,23 @@
+//! The link: a second federation transport for thin lines (spec/link.md). With `link`
+//! set for a peer, everything for it goes over one long-lived TCP connection,
+//! authenticated and encrypted with Noise KK ([`noise`]), framed in priority classes
+//! ([`frame`]), compressed with brotli ([`compress`]), flow-controlled so
+//! the line's buffers never fill ([`flow`]), acknowledged per transaction after the
+//! far side committed it ([`session`]). The same stored transactions as HTTP, so the
+//! durable outbox stays the source of truth.
+
+pub mod budget;
+pub mod compress;
+pub mod config;
+pub mod flow;
+pub mod frame;
+pub mod key;
+pub mod listener;
+pub mod noise;
+pub mod session;
+pub mod transport;
+pub mod txn;
+
+pub use config::{LinkConfig, LinkMode};
+pub use key::LinkKey;
+pub use transport::{LinkStatus, LinkTransport, Links};

@@ -1,0 +1,626 @@
+//! One established link connection: a writer and a reader task over an encrypted
+//! TCP stream, carrying transactions both ways.
+//!
+//! - **Sending.** [`Conn::send`] queues a stored transaction in its class and gives a
+//!   receiver that resolves when the far side *committed* it (`Ack`) or refused to
+//!   (`Nack`); a cut drops it (the sender retries the same txnId on the next
+//!   connection; the outbox stays the source of truth). The writer packs control
+//!   frames, then each class in strict priority, into messages sized by the flow
+//!   control ([`super::flow`]); bulk messages are cut into chunks and compressed piece
+//!   by piece, so no more than one message of line time waits ahead of presence.
+//! - **Cork.** The writer waits [`CORK`] after work appears (so what arrives together
+//!   leaves together), and [`REPORT_CORK`] when only a flow report is due.
+//! - **Receiving.** Each message counts as traffic for the peer's short watchdog. A
+//!   transaction is applied through core's exchange (atomically) and acknowledged
+//!   after the commit; acks ride in the next message either way.
+//! - **Liveness.** With nothing written for `ping_after`, a `Ping` (18 bytes on the
+//!   line) goes; with nothing read for `dead_after`, the connection is closed. In
+//!   sessions mode, with nothing but pings for `idle_hangup`, it hangs up.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tidings_core::exchange::IncomingEdu;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{Notify, oneshot, watch};
+
+use super::budget::Budget;
+use super::compress::{Decoder, Encoder};
+
+/// Messages up to this many raw bytes are compressed at once, and sent raw when that
+/// does not make them smaller; larger ones are compressed piece by piece as they leave.
+const WHOLE: usize = 4096;
+use super::flow::Flow;
+use super::frame::{self, Class, Frame, MAX_PLAINTEXT, TAG_LEN};
+use super::noise::Cipher;
+use super::txn;
+use crate::transport::BoxFuture;
+
+/// How long the writer waits for more work once some appeared.
+pub const CORK: Duration = Duration::from_millis(20);
+/// How long a flow report alone waits for company.
+pub const REPORT_CORK: Duration = Duration::from_millis(200);
+/// Raw bytes of a message compressed at a time (bulk is compressed as it leaves).
+const PIECE: usize = 1024;
+
+/// Where received transactions go, and who hears of traffic.
+pub trait Inbound: Send + Sync + std::fmt::Debug {
+    /// A message arrived from `peer` (counts for its short watchdog).
+    fn heard(&self, peer: &str);
+    /// Apply a transaction from `peer`; `Ok` once committed (or seen before).
+    fn receive<'a>(
+        &'a self,
+        peer: &'a str,
+        txn_id: String,
+        edus: Vec<IncomingEdu>,
+    ) -> BoxFuture<'a, Result<(), String>>;
+}
+
+/// Figures of one peer's link, across its connections.
+#[derive(Debug, Default)]
+pub struct LinkStats {
+    /// Bytes written on the line (after compression and encryption, handshakes included).
+    pub bytes_sent: AtomicU64,
+    /// Bytes read from the line.
+    pub bytes_received: AtomicU64,
+    /// The last round trip of a presence transaction to its ack, in ms.
+    pub rtt_ms: AtomicU64,
+    /// Calls this side made that were answered (handshake completed).
+    pub calls: AtomicU64,
+    /// Time connected, in ms, of connections that ended.
+    pub connected_ms: AtomicU64,
+    /// Whole minutes billed for connections that ended (each rounded up).
+    pub billed_minutes: AtomicU64,
+}
+
+impl LinkStats {
+    fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// How a connection behaves.
+#[derive(Debug, Clone)]
+pub struct ConnParams {
+    /// The peer's server name.
+    pub peer: String,
+    /// Whether this side dialed.
+    pub dialed_by_us: bool,
+    /// The largest transaction accepted (decompressed).
+    pub max_body: usize,
+    /// Send a ping after this long without writing.
+    pub ping_after: Duration,
+    /// Close after this long without reading.
+    pub dead_after: Duration,
+    /// Sessions mode: hang up after this long with nothing but pings.
+    pub idle_hangup: Option<Duration>,
+}
+
+struct Outgoing {
+    seq: u64,
+    txn_id: String,
+    body: String,
+    done: oneshot::Sender<Result<(), String>>,
+}
+
+struct Pending {
+    class: Class,
+    sent_at: Instant,
+    done: oneshot::Sender<Result<(), String>>,
+}
+
+struct Shared {
+    next_seq: u64,
+    queues: [VecDeque<Outgoing>; 3],
+    pending: HashMap<u64, Pending>,
+    control: Vec<Frame<'static>>,
+    report_due: bool,
+    received_total: u64,
+    flow: Flow,
+    /// Last data sent or received, or a delivery queued.
+    last_activity: Instant,
+    /// Transactions being applied here.
+    applying: usize,
+    /// Messages in the writer's hands, not yet fully written.
+    writing: usize,
+}
+
+/// One established connection.
+pub struct Conn {
+    params: ConnParams,
+    opened: Instant,
+    shared: Mutex<Shared>,
+    wake: Notify,
+    closed: watch::Sender<bool>,
+    stats: Arc<LinkStats>,
+    budget: Arc<Budget>,
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conn")
+            .field("peer", &self.params.peer)
+            .field("dialed_by_us", &self.params.dialed_by_us)
+            .finish()
+    }
+}
+
+impl Conn {
+    /// Run a connection over `stream` with the session `cipher`. `first` is the
+    /// initiator's first message, already decrypted by the responder's handshake.
+    pub fn start(
+        stream: TcpStream,
+        cipher: Cipher,
+        params: ConnParams,
+        inbound: Arc<dyn Inbound>,
+        stats: Arc<LinkStats>,
+        budget: Arc<Budget>,
+        first: Option<(Vec<u8>, u64)>,
+    ) -> Arc<Conn> {
+        let now = Instant::now();
+        let (closed, _) = watch::channel(false);
+        let conn = Arc::new(Conn {
+            params,
+            opened: now,
+            shared: Mutex::new(Shared {
+                next_seq: 0,
+                queues: Default::default(),
+                pending: HashMap::new(),
+                control: Vec::new(),
+                report_due: false,
+                received_total: 0,
+                flow: Flow::new(now),
+                last_activity: now,
+                applying: 0,
+                writing: 0,
+            }),
+            wake: Notify::new(),
+            closed,
+            stats,
+            budget,
+        });
+        let cipher = Arc::new(cipher);
+        let (read, write) = stream.into_split();
+        let mut reader = tokio::spawn(Arc::clone(&conn).read_loop(read, Arc::clone(&cipher), inbound, first));
+        let mut writer = tokio::spawn(Arc::clone(&conn).write_loop(write, cipher));
+        let me = Arc::clone(&conn);
+        tokio::spawn(async move {
+            let mut closed = me.closed.subscribe();
+            let why = tokio::select! {
+                r = &mut reader => r.ok().and_then(|r| r.err()).unwrap_or_else(|| "reader ended".into()),
+                w = &mut writer => w.ok().and_then(|r| r.err()).unwrap_or_else(|| "writer ended".into()),
+                _ = closed.wait_for(|c| *c) => "closed here".to_owned(),
+            };
+            reader.abort();
+            writer.abort();
+            me.closed.send_replace(true);
+            let mut shared = me.lock();
+            for q in &mut shared.queues {
+                q.clear();
+            }
+            shared.pending.clear();
+            drop(shared);
+            let ms = me.opened.elapsed().as_millis() as u64;
+            LinkStats::add(&me.stats.connected_ms, ms);
+            tracing::info!(peer = %me.params.peer, reason = %why, connected_ms = ms, "link connection ended");
+        });
+        conn
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The peer's server name.
+    pub fn peer(&self) -> &str {
+        &self.params.peer
+    }
+
+    /// Whether this side dialed.
+    pub fn dialed_by_us(&self) -> bool {
+        self.params.dialed_by_us
+    }
+
+    /// When it was established.
+    pub fn opened(&self) -> Instant {
+        self.opened
+    }
+
+    /// Whether it still runs.
+    pub fn is_open(&self) -> bool {
+        !*self.closed.borrow()
+    }
+
+    /// Wait until it ends.
+    pub async fn ended(&self) {
+        let mut closed = self.closed.subscribe();
+        let _ = closed.wait_for(|c| *c).await;
+    }
+
+    /// End it (a hang-up, or the other connection won the tie-break).
+    pub fn close(&self) {
+        self.closed.send_replace(true);
+    }
+
+    /// The last measured round trip of the line.
+    pub fn rtt(&self) -> Option<Duration> {
+        self.lock().flow.rtt()
+    }
+
+    /// Queue `txn_id` with `body` (a stored transaction) in `class`; the receiver
+    /// resolves once the far side committed it, refused it, or the connection ended.
+    pub fn send(&self, class: Class, txn_id: &str, body: &str) -> oneshot::Receiver<Result<(), String>> {
+        let (done, rx) = oneshot::channel();
+        if !self.is_open() {
+            let _ = done.send(Err("the link connection ended".into()));
+            return rx;
+        }
+        let mut shared = self.lock();
+        let seq = shared.next_seq;
+        shared.next_seq += 1;
+        shared.last_activity = Instant::now();
+        shared.queues[class.index()].push_back(Outgoing {
+            seq,
+            txn_id: txn_id.to_owned(),
+            body: body.to_owned(),
+            done,
+        });
+        drop(shared);
+        self.wake.notify_one();
+        rx
+    }
+
+    async fn read_loop(
+        self: Arc<Self>,
+        mut read: OwnedReadHalf,
+        cipher: Arc<Cipher>,
+        inbound: Arc<dyn Inbound>,
+        first: Option<(Vec<u8>, u64)>,
+    ) -> Result<(), String> {
+        let mut rx = Receiving { prev_ms: [0; 3], partial: Default::default() };
+        let mut nonce = 0u64;
+        if let Some((plain, wire)) = first {
+            nonce = 1;
+            self.lock().received_total += wire;
+            self.handle(&plain, &mut rx, &inbound)?;
+        }
+        let mut ct = Vec::new();
+        loop {
+            let len = match tokio::time::timeout(self.params.dead_after, frame::read_len(&mut read)).await {
+                Err(_) => return Err("nothing heard from the peer for too long".into()),
+                Ok(Err(e)) => return Err(format!("read: {e}")),
+                Ok(Ok(len)) => len,
+            };
+            ct.resize(len, 0);
+            tokio::time::timeout(self.params.dead_after, read.read_exact(&mut ct))
+                .await
+                .map_err(|_| "timed out inside a message".to_owned())?
+                .map_err(|e| format!("read: {e}"))?;
+            let wire = (frame::varint_len(len as u64) + len) as u64;
+            LinkStats::add(&self.stats.bytes_received, wire);
+            self.lock().received_total += wire;
+            let plain = cipher.decrypt(nonce, &ct)?;
+            nonce += 1;
+            inbound.heard(&self.params.peer);
+            self.handle(&plain, &mut rx, &inbound)?;
+        }
+    }
+
+    /// Act on the frames of one message.
+    fn handle(self: &Arc<Self>, plain: &[u8], rx: &mut Receiving, inbound: &Arc<dyn Inbound>) -> Result<(), String> {
+        let frames = frame::decode_frames(plain).map_err(|e| format!("bad frame: {e}"))?;
+        let now = Instant::now();
+        let mut data = false;
+        let mut wake = false;
+        for f in frames {
+            match f {
+                Frame::Ping => {}
+                Frame::Received(total) => {
+                    self.lock().flow.reported(total, now);
+                    wake = true;
+                }
+                Frame::Ack(seq) | Frame::Nack(seq) => {
+                    let pending = self.lock().pending.remove(&seq);
+                    if let Some(p) = pending {
+                        if p.class == Class::Presence {
+                            self.stats.rtt_ms.store(p.sent_at.elapsed().as_millis() as u64, Ordering::Relaxed);
+                        }
+                        let result = if matches!(f, Frame::Ack(_)) {
+                            Ok(())
+                        } else {
+                            Err("the peer could not apply the transaction".to_owned())
+                        };
+                        let _ = p.done.send(result);
+                    }
+                }
+                Frame::Data { class, seq, compressed, last, bytes } => {
+                    data = true;
+                    if let Some((txn_id, edus)) = rx.chunk(class, seq, compressed, last, bytes, self.params.max_body)? {
+                        self.apply(Arc::clone(inbound), seq, txn_id, edus);
+                    }
+                }
+            }
+        }
+        if data {
+            let mut shared = self.lock();
+            shared.report_due = true;
+            shared.last_activity = now;
+            wake = true;
+        }
+        if wake {
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    fn apply(self: &Arc<Self>, inbound: Arc<dyn Inbound>, seq: u64, txn_id: String, edus: Vec<IncomingEdu>) {
+        self.lock().applying += 1;
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            let result = inbound.receive(&me.params.peer, txn_id, edus).await;
+            let mut shared = me.lock();
+            shared.applying -= 1;
+            shared.last_activity = Instant::now();
+            shared.control.push(match result {
+                Ok(()) => Frame::Ack(seq),
+                Err(e) => {
+                    tracing::warn!(peer = %me.params.peer, error = %e, "a transaction from the link was not applied");
+                    Frame::Nack(seq)
+                }
+            });
+            drop(shared);
+            me.wake.notify_one();
+        });
+    }
+
+    async fn write_loop(self: Arc<Self>, mut write: OwnedWriteHalf, cipher: Arc<Cipher>) -> Result<(), String> {
+        let mut tx = Sending { prev_ms: [0; 3], current: Default::default(), nonce: 0, last_write: Instant::now() };
+        // The initiator speaks first (the responder waits for it as key confirmation).
+        let mut must_send = self.params.dialed_by_us;
+        let mut out = Vec::new();
+        loop {
+            let notified = self.wake.notified();
+            let (work, report_only) = self.has_work(&tx);
+            if work || must_send {
+                tokio::time::sleep(if report_only && !must_send { REPORT_CORK } else { CORK }).await;
+                let (mut plain, data) = self.build(&mut tx)?;
+                if plain.is_empty() && must_send {
+                    Frame::Ping.encode(&mut plain);
+                }
+                if !plain.is_empty() {
+                    must_send = false;
+                    self.write_message(&mut write, &cipher, &mut tx, &plain, data, &mut out).await?;
+                    continue;
+                }
+            }
+            if self.idle_for_hangup() {
+                return Err("idle: hung up".into());
+            }
+            let ping_at = tx.last_write + self.params.ping_after;
+            tokio::select! {
+                _ = notified => {}
+                _ = tokio::time::sleep_until(ping_at.into()) => {
+                    if Instant::now() >= ping_at {
+                        let mut plain = Vec::new();
+                        Frame::Ping.encode(&mut plain);
+                        self.write_message(&mut write, &cipher, &mut tx, &plain, false, &mut out).await?;
+                    }
+                }
+                _ = tokio::time::sleep(Duration::from_millis(250)), if self.params.idle_hangup.is_some() => {}
+            }
+        }
+    }
+
+    async fn write_message(
+        &self,
+        write: &mut OwnedWriteHalf,
+        cipher: &Cipher,
+        tx: &mut Sending,
+        plain: &[u8],
+        data: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<(), String> {
+        let ct = cipher.encrypt(tx.nonce, plain)?;
+        tx.nonce += 1;
+        out.clear();
+        frame::put_message(out, &ct);
+        write.write_all(out).await.map_err(|e| format!("write: {e}"))?;
+        let now = Instant::now();
+        tx.last_write = now;
+        self.lock().flow.wrote(out.len(), now, data);
+        LinkStats::add(&self.stats.bytes_sent, out.len() as u64);
+        self.budget.spend(out.len() as u64);
+        Ok(())
+    }
+
+    /// Whether anything waits to be written, and whether that is only a flow report.
+    fn has_work(&self, tx: &Sending) -> (bool, bool) {
+        let shared = self.lock();
+        let bulk_ok = !self.budget.exhausted();
+        let data = Class::ALL.iter().any(|c| {
+            (*c != Class::Bulk || bulk_ok) && (tx.current[c.index()].is_some() || !shared.queues[c.index()].is_empty())
+        });
+        let control = !shared.control.is_empty();
+        (data || control || shared.report_due, !data && !control && shared.report_due)
+    }
+
+    fn idle_for_hangup(&self) -> bool {
+        let Some(idle) = self.params.idle_hangup else { return false };
+        let shared = self.lock();
+        shared.pending.is_empty()
+            && shared.applying == 0
+            && shared.writing == 0
+            && shared.queues.iter().all(|q| q.is_empty())
+            && shared.control.is_empty()
+            && shared.last_activity.elapsed() >= idle
+    }
+
+    /// The plaintext of the next message: control first, then classes in priority,
+    /// within the flow window and the message budget.
+    fn build(&self, tx: &mut Sending) -> Result<(Vec<u8>, bool), String> {
+        let mut shared = self.lock();
+        let mut plain = Vec::new();
+        for f in shared.control.drain(..) {
+            f.encode(&mut plain);
+        }
+        if shared.report_due {
+            shared.report_due = false;
+            Frame::Received(shared.received_total).encode(&mut plain);
+        }
+        let overhead = TAG_LEN + 3;
+        let budget = shared.flow.message_budget().min(MAX_PLAINTEXT);
+        let room_now = |shared: &mut Shared, n: usize| shared.flow.may_send(n + overhead);
+        let bulk_ok = !self.budget.exhausted();
+        let control_len = plain.len();
+        for class in Class::ALL {
+            if class == Class::Bulk && !bulk_ok {
+                continue;
+            }
+            let i = class.index();
+            loop {
+                let room = budget.saturating_sub(plain.len());
+                // Presence is small and never waits for the window: strict priority.
+                if room < 16 || (class != Class::Presence && !room_now(&mut shared, plain.len() + 16)) {
+                    break;
+                }
+                if tx.current[i].is_none() {
+                    let Some(next) = shared.queues[i].pop_front() else { break };
+                    let (raw, header) = match txn::encode_body(&next.body) {
+                        Ok(raw) => {
+                            let mut header = Vec::new();
+                            txn::encode_header(&next.txn_id, &mut tx.prev_ms[i], &mut header);
+                            (raw, header)
+                        }
+                        Err(e) => {
+                            let _ = next.done.send(Err(e));
+                            continue;
+                        }
+                    };
+                    shared.pending.insert(next.seq, Pending { class, sent_at: Instant::now(), done: next.done });
+                    shared.writing += 1;
+                    let mut cur = Current {
+                        seq: next.seq,
+                        encoder: Some(Encoder::new(class)),
+                        compressed: true,
+                        buf: header,
+                        raw,
+                        raw_off: 0,
+                    };
+                    if cur.raw.len() <= WHOLE {
+                        // Per-message choice: compressed only when that is smaller.
+                        let mut enc = Encoder::new(class);
+                        let mut packed = enc.compress(&cur.raw).map_err(|e| format!("compress: {e}"))?;
+                        packed.extend(enc.finish());
+                        if packed.len() < cur.raw.len() {
+                            cur.buf.extend(packed);
+                        } else {
+                            cur.buf.extend_from_slice(&cur.raw);
+                            cur.compressed = false;
+                        }
+                        cur.raw_off = cur.raw.len();
+                        cur.encoder = None;
+                    }
+                    tx.current[i] = Some(cur);
+                }
+                let Some(cur) = tx.current[i].as_mut() else { break };
+                let want = room.saturating_sub(Frame::data_overhead(cur.seq, room));
+                while cur.buf.len() < want && cur.raw_off < cur.raw.len() {
+                    let end = (cur.raw_off + PIECE).min(cur.raw.len());
+                    let Some(encoder) = cur.encoder.as_mut() else { break };
+                    let piece = encoder.compress(&cur.raw[cur.raw_off..end]).map_err(|e| format!("compress: {e}"))?;
+                    cur.buf.extend_from_slice(&piece);
+                    cur.raw_off = end;
+                    if end == cur.raw.len()
+                        && let Some(encoder) = cur.encoder.take()
+                    {
+                        cur.buf.extend(encoder.finish());
+                    }
+                }
+                let take = want.min(cur.buf.len());
+                let last = cur.raw_off == cur.raw.len() && take == cur.buf.len();
+                if take == 0 && !last {
+                    break;
+                }
+                Frame::Data { class, seq: cur.seq, compressed: cur.compressed, last, bytes: &cur.buf[..take] }
+                    .encode(&mut plain);
+                cur.buf.drain(..take);
+                if last {
+                    tx.current[i] = None;
+                    shared.writing -= 1;
+                } else {
+                    break;
+                }
+            }
+        }
+        let data = plain.len() > control_len;
+        Ok((plain, data))
+    }
+}
+
+/// The writer's own state.
+struct Sending {
+    prev_ms: [u64; 3],
+    current: [Option<Current>; 3],
+    nonce: u64,
+    last_write: Instant,
+}
+
+/// A message being written.
+struct Current {
+    seq: u64,
+    /// The message's own stream, while pieces of it are still to be compressed.
+    encoder: Option<Encoder>,
+    /// Whether its body is compressed.
+    compressed: bool,
+    /// Encoded bytes not yet written (header, then compressed body).
+    buf: Vec<u8>,
+    raw: Vec<u8>,
+    raw_off: usize,
+}
+
+/// The reader's own state.
+struct Receiving {
+    prev_ms: [u64; 3],
+    partial: [Option<(u64, Vec<u8>)>; 3],
+}
+
+impl Receiving {
+    /// Add a chunk; a whole transaction when it was the last.
+    #[allow(clippy::type_complexity)]
+    fn chunk(
+        &mut self,
+        class: Class,
+        seq: u64,
+        compressed: bool,
+        last: bool,
+        bytes: &[u8],
+        max: usize,
+    ) -> Result<Option<(String, Vec<IncomingEdu>)>, String> {
+        let i = class.index();
+        let slot = self.partial[i].get_or_insert_with(|| (seq, Vec::new()));
+        if slot.0 != seq {
+            return Err(format!("message {seq} began before message {} of its class ended", slot.0));
+        }
+        if slot.1.len() + bytes.len() > max {
+            return Err("a message larger than the largest transaction".into());
+        }
+        slot.1.extend_from_slice(bytes);
+        if !last {
+            return Ok(None);
+        }
+        let (_, buf) = self.partial[i].take().unwrap_or_default();
+        let (txn_id, header_len) = txn::decode_header(&buf, &mut self.prev_ms[i]).map_err(|e| e.to_string())?;
+        let body = &buf[header_len..];
+        let edus = if compressed {
+            let raw = Decoder::decompress_finished(body, max).map_err(|e| format!("decompress: {e}"))?;
+            txn::decode_body(&raw)?
+        } else {
+            txn::decode_body(body)?
+        };
+        Ok(Some((txn_id, edus)))
+    }
+}
