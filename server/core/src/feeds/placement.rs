@@ -10,6 +10,22 @@ use super::service::{FeedId, FeedService, NO_PEER_MIRROR};
 use crate::error::Result;
 use crate::storage::Unit;
 
+/// Write what placement decides (source, resume position, announcement, and the
+/// error when `with_error`) onto the row as it is at commit time: a poll that lands
+/// meanwhile keeps its title, validators and counters.
+fn save_placement(unit: &mut Unit, placed: crate::storage::feeds::FeedRow, with_error: bool) {
+    unit.write(move |s| {
+        let Some(mut f) = s.feed_get(placed.feed_id)? else { return Ok(()) };
+        f.source = placed.source;
+        f.upstream_pos = placed.upstream_pos;
+        f.announced = placed.announced;
+        if with_error {
+            f.last_error = placed.last_error;
+        }
+        s.feed_save(&f)
+    });
+}
+
 impl FeedService {
     /// Decide again where `feed_id` comes from, and act on it.
     pub async fn place(&self, feed_id: FeedId) -> Result<()> {
@@ -38,10 +54,11 @@ impl FeedService {
                 self.relay.mirrors_in(&mut unit, true, Vec::new(), vec![feed.url.clone()]);
             }
             self.set_told(feed_id, None);
-            unit.write(move |s| s.feed_save(&feed));
+            save_placement(&mut unit, feed, false);
             return self.db.submit_unit(unit).wait().await;
         }
         let chosen = self.mirrors.choose(&feed.url, current.as_ref());
+        let mut error_changed = false;
         if chosen != current {
             tracing::info!(feed_id, url = %feed.url, from = ?current, to = ?chosen, "a feed changes upstream");
         }
@@ -55,6 +72,7 @@ impl FeedService {
         match chosen {
             None => {
                 feed.last_error = Some(NO_PEER_MIRROR.to_owned());
+                error_changed = true;
                 self.deadlines.schedule(&feed_id, None);
             }
             Some(Upstream::Origin) => {
@@ -74,6 +92,7 @@ impl FeedService {
                     feed.source = Upstream::Peer(p.clone()).as_source();
                     feed.upstream_pos = 0;
                     feed.last_error = None;
+                    error_changed = true;
                     if feed.announced {
                         feed.announced = false;
                         self.relay.mirrors_in(&mut unit, true, Vec::new(), vec![feed.url.clone()]);
@@ -87,7 +106,7 @@ impl FeedService {
                 }
             }
         }
-        unit.write(move |s| s.feed_save(&feed));
+        save_placement(&mut unit, feed, error_changed);
         self.db.submit_unit(unit).wait().await
     }
 

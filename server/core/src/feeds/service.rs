@@ -421,7 +421,17 @@ impl FeedService {
         feed.next_fetch_ts = Some(next);
         self.relay.items_in(&mut unit, &feed, None, &staged);
         self.publish_in(&mut unit, subscribers, &staged);
-        unit.write(move |s| s.feed_save(&feed));
+        unit.write(move |s| {
+            // Where the feed comes from is placement's: keep what it decided meanwhile.
+            if let Some(now) = s.feed_get(feed_id)?
+                && now.source != feed.source
+            {
+                feed.source = now.source;
+                feed.upstream_pos = now.upstream_pos;
+                feed.announced = now.announced;
+            }
+            s.feed_save(&feed)
+        });
         self.db.submit_unit(unit).wait().await?;
         // An unsubscription meanwhile cleared nothing we are about to set: check again.
         let still_watched = self
