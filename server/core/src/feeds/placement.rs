@@ -59,6 +59,8 @@ impl FeedService {
         }
         let chosen = self.mirrors.choose(&feed.url, current.as_ref());
         let mut error_changed = false;
+        // Scheduled once the new source is on disk, so the poll reads it.
+        let mut poll_at = None;
         if chosen != current {
             tracing::info!(feed_id, url = %feed.url, from = ?current, to = ?chosen, "a feed changes upstream");
         }
@@ -82,7 +84,7 @@ impl FeedService {
                         (Some(Upstream::Origin), Some(next)) => next.max(now),
                         _ => now,
                     };
-                    self.deadlines.schedule(&feed_id, Some(at));
+                    poll_at = Some(at);
                 }
             }
             Some(Upstream::Peer(p)) => {
@@ -107,7 +109,11 @@ impl FeedService {
             }
         }
         save_placement(&mut unit, feed, error_changed);
-        self.db.submit_unit(unit).wait().await
+        self.db.submit_unit(unit).wait().await?;
+        if let Some(at) = poll_at {
+            self.deadlines.schedule_no_later(&feed_id, at);
+        }
+        Ok(())
     }
 
     /// Place every feed someone here or downstream watches whose URL is in `urls`

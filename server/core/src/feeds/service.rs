@@ -361,7 +361,7 @@ impl FeedService {
             return Ok(()); // nobody watches it: not polled until someone subscribes
         }
         if self.config.fetch == FeedFetch::Peers || Upstream::from_source(&feed.source) != Upstream::Origin {
-            return self.place(feed_id).await; // it comes from a peer, never from here
+            return Ok(()); // it comes from a peer: placement decides, and schedules a poll if that changes
         }
         let now = self.clock.now_ms();
         feed.fetches += 1;
