@@ -32,8 +32,9 @@ use crate::sync::{BoxFuture, Source, SyncRange, SyncResponse};
 const DEFAULT_TIMELINE: u32 = 10;
 /// The largest timeline limit honoured.
 const MAX_TIMELINE: u32 = 1000;
-/// Unread messages counted at most per room.
-const MAX_UNREAD: u32 = 1000;
+/// The newest unread messages of a room searched for mentions (the highlight count);
+/// the notification count counts them all.
+const MAX_HIGHLIGHT_SCAN: u32 = 100;
 /// State events shown in an invite.
 const INVITE_STATE: &[&str] = &[
     "m.room.create",
@@ -332,17 +333,23 @@ impl RoomService {
     /// notification count, and those that mention the user: the highlight count.
     async fn unread(&self, user: &UserId, room: &Room, mpos: u64, upto: u64) -> Result<UnreadNotificationsCount> {
         let (room_key, user_key) = (room.id.to_string(), user.to_string());
-        let rows = self
+        let (count, rows) = self
             .db
             .read(move |s| {
                 let read_to = s.room_read_up_to(&room_key, &user_key)?.unwrap_or(0).max(mpos);
-                s.room_unread(&room_key, &user_key, read_to, upto, MAX_UNREAD)
+                let count = s.room_unread_count(&room_key, &user_key, read_to, upto)?;
+                let rows = if count == 0 {
+                    vec![]
+                } else {
+                    s.room_unread(&room_key, &user_key, read_to, upto, MAX_HIGHLIGHT_SCAN)?
+                };
+                Ok((count, rows))
             })
             .await?;
         let localpart = user.localpart();
         let highlights = rows.iter().filter(|r| mentions(r, user.as_str(), localpart)).count();
         let mut counts = UnreadNotificationsCount::new();
-        counts.notification_count = Some(uint(rows.len()));
+        counts.notification_count = Some(UInt::try_from(count).unwrap_or(UInt::MAX));
         counts.highlight_count = Some(uint(highlights));
         Ok(counts)
     }

@@ -152,8 +152,10 @@ pub trait RoomStore {
     fn room_receipts(&self, room_id: &str, above: u64, upto: u64) -> Result<Vec<ReceiptRow>>;
     /// The position of the event a user's newest unthreaded read receipt names.
     fn room_read_up_to(&self, room_id: &str, user_id: &str) -> Result<Option<u64>>;
-    /// Messages of others in `(above, upto]` (for unread counts), at most `limit`.
+    /// Messages of others in `(above, upto]` (for unread counts), the newest `limit`.
     fn room_unread(&self, room_id: &str, user_id: &str, above: u64, upto: u64, limit: u32) -> Result<Vec<EventRow>>;
+    /// How many messages of others lie in `(above, upto]`.
+    fn room_unread_count(&self, room_id: &str, user_id: &str, above: u64, upto: u64) -> Result<u64>;
     /// Forget a room for a user.
     fn room_forget(&self, user_id: &str, room_id: &str) -> Result<()>;
     /// Whether a user forgot a room.
@@ -511,9 +513,20 @@ impl RoomStore for Connection {
             self,
             "WHERE e.room_id = ?1 AND e.sender != ?2 AND e.pos > ?3 AND e.pos <= ?4
                AND e.event_type IN ('m.room.message', 'm.room.encrypted', 'm.sticker') AND r.redaction_id IS NULL
-             ORDER BY e.pos LIMIT ?5",
+             ORDER BY e.pos DESC LIMIT ?5",
             params![room_id, user_id, above as i64, upto as i64, limit],
         )
+    }
+
+    fn room_unread_count(&self, room_id: &str, user_id: &str, above: u64, upto: u64) -> Result<u64> {
+        let n: i64 = self
+            .prepare_cached(
+                "SELECT COUNT(*) FROM room_events e LEFT JOIN room_redactions r ON r.event_id = e.event_id
+                 WHERE e.room_id = ?1 AND e.sender != ?2 AND e.pos > ?3 AND e.pos <= ?4
+                   AND e.event_type IN ('m.room.message', 'm.room.encrypted', 'm.sticker') AND r.redaction_id IS NULL",
+            )?
+            .query_row(params![room_id, user_id, above as i64, upto as i64], |r| r.get(0))?;
+        Ok(n as u64)
     }
 
     fn room_forget(&self, user_id: &str, room_id: &str) -> Result<()> {
