@@ -309,6 +309,9 @@ fn validate_feeds(f: &FeedsConfig) -> Result<(), String> {
     if f.mirror_silence_ms <= f.alive_interval_ms {
         return Err("feeds.mirror_silence_ms must be above feeds.alive_interval_ms".into());
     }
+    if f.fetch_timeout_ms == 0 {
+        return Err("feeds.fetch_timeout_ms must be above 0".into());
+    }
     Ok(())
 }
 

@@ -3,7 +3,7 @@
 //! `If-None-Match`, counts every fetch, changes its content on demand, can answer
 //! an error status (with `Retry-After` for 429 and 503) and can die.
 
-use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -22,8 +22,12 @@ struct Inner {
     version: AtomicUsize,
     /// When each GET of /feed.xml arrived, and whether it was answered 304.
     fetches: Mutex<Vec<(Instant, bool)>>,
+    /// When each GET answered with the error status arrived.
+    failed: Mutex<Vec<Instant>>,
     /// An error status to answer instead of the document (0: none).
     failing: AtomicU16,
+    /// The `Retry-After` of that error, seconds (0: 1).
+    retry_after_secs: AtomicU64,
     /// Requests for any other path (answered 404).
     other: AtomicUsize,
 }
@@ -57,8 +61,10 @@ async fn feed(State(o): State<Arc<Inner>>, headers: HeaderMap) -> Response {
     let matches = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag.as_str());
     o.fetches.lock().unwrap_or_else(|p| p.into_inner()).push((Instant::now(), matches && failing == 0));
     if failing != 0 {
+        o.failed.lock().unwrap_or_else(|p| p.into_inner()).push(Instant::now());
         let status = StatusCode::from_u16(failing).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        return (status, [(header::RETRY_AFTER, "1")], "failing on purpose").into_response();
+        let retry = o.retry_after_secs.load(Ordering::SeqCst).max(1).to_string();
+        return (status, [(header::RETRY_AFTER, retry)], "failing on purpose").into_response();
     }
     if matches {
         return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
@@ -106,6 +112,16 @@ impl FeedOrigin {
         self.inner.fetches.lock().unwrap_or_else(|p| p.into_inner()).iter().filter(|(t, _)| *t >= since).count()
     }
 
+    /// When each fetch arrived (304s and errors included), in order.
+    pub fn fetch_times(&self) -> Vec<Instant> {
+        self.inner.fetches.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(t, _)| *t).collect()
+    }
+
+    /// When each fetch answered with [`FeedOrigin::fail_with`]'s status arrived.
+    pub fn failed_fetches(&self) -> Vec<Instant> {
+        self.inner.failed.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     /// Fetches answered 304.
     pub fn not_modified_count(&self) -> usize {
         self.inner.fetches.lock().unwrap_or_else(|p| p.into_inner()).iter().filter(|(_, nm)| *nm).count()
@@ -127,8 +143,16 @@ impl FeedOrigin {
         rss(&self.inner.items.lock().unwrap_or_else(|p| p.into_inner())).len()
     }
 
-    /// Answer `status` to every fetch from now on (`None`: serve the feed again).
+    /// Answer `status` to every fetch from now on (`None`: serve the feed again),
+    /// with `Retry-After: 1`.
     pub fn fail_with(&self, status: Option<u16>) {
+        self.fail_with_retry_after(status, 1);
+    }
+
+    /// Answer `status` with `Retry-After: secs` to every fetch from now on (`None`:
+    /// serve the feed again).
+    pub fn fail_with_retry_after(&self, status: Option<u16>, secs: u64) {
+        self.inner.retry_after_secs.store(secs, Ordering::SeqCst);
         self.inner.failing.store(status.unwrap_or(0), Ordering::SeqCst);
     }
 

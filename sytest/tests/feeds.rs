@@ -18,6 +18,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use tidings_sytest::feeds::{my_feed, subscribe};
 use tidings_sytest::{Method, ServerOptions, Session, TestServer, Value, assert_matrix_error, eventually, json};
 
 const PW: &str = "feeds-pw-1";
@@ -136,12 +137,6 @@ async fn server() -> TestServer {
     TestServer::start(options("allow_private_addresses = true\n")).await
 }
 
-async fn subscribe(s: &Session, url: &str) -> String {
-    let (status, body) = s.post("/_tidings/client/v1/feeds", json!({ "url": url })).await;
-    assert_eq!(status, 200, "subscribe {url}: {body}");
-    body["feed_id"].as_str().unwrap_or_else(|| panic!("no feed_id: {body}")).to_owned()
-}
-
 async fn items(s: &Session, feed_id: &str, query: &str) -> Value {
     let (status, body) = s.get(&format!("/_tidings/client/v1/feeds/{feed_id}/items{query}")).await;
     assert_eq!(status, 200, "items: {body}");
@@ -158,15 +153,6 @@ fn titles(items: &Value) -> Vec<String> {
 /// The titles of `feed_id`'s items in one sync answer.
 fn synced(sync: &Value, feed_id: &str) -> Vec<String> {
     titles(&sync["tidings.feeds"][feed_id])
-}
-
-async fn my_feed(s: &Session, feed_id: &str) -> Value {
-    let (status, body) = s.get("/_tidings/client/v1/feeds").await;
-    assert_eq!(status, 200, "{body}");
-    body["feeds"]
-        .as_array()
-        .and_then(|f| f.iter().find(|f| f["feed_id"] == json!(feed_id)).cloned())
-        .unwrap_or(Value::Null)
 }
 
 #[tokio::test]

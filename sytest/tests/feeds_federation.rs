@@ -12,24 +12,20 @@
 
 use std::time::{Duration, Instant};
 
+use tidings_sytest::feeds::subscribe;
 use tidings_sytest::origin::FeedOrigin;
 use tidings_sytest::{Method, ServerOptions, Session, Syncer, TestServer, Value, encode_component, eventually, json};
 
 const PW: &str = "feeds-fed-pw-1";
-/// Every poll interval here is exactly this (min = max), so fetches count intervals.
+/// Every poll interval here is exactly this (min = max), so fetches count intervals
+/// (the spacing of requests to one host is set below it).
 const INTERVAL_MS: u64 = 400;
 
 fn site(name: &str, extra: &str) -> ServerOptions {
     ServerOptions::named(name).with_extra_toml(&format!(
         "[feeds]\nmin_interval_ms = {INTERVAL_MS}\nmax_interval_ms = {INTERVAL_MS}\nallow_private_addresses = true\n\
-         mirror_silence_ms = 3000\nalive_interval_ms = 1000\n{extra}"
+         mirror_silence_ms = 3000\nalive_interval_ms = 1000\nhost_spacing_ms = 100\n{extra}"
     ))
-}
-
-async fn subscribe(s: &Session, url: &str) -> String {
-    let (status, body) = s.post("/_tidings/client/v1/feeds", json!({ "url": url })).await;
-    assert_eq!(status, 200, "subscribe {url}: {body}");
-    body["feed_id"].as_str().unwrap_or_else(|| panic!("no feed_id: {body}")).to_owned()
 }
 
 /// The titles of every feed item in one sync answer.
@@ -190,10 +186,7 @@ async fn a_dying_mirror_is_replaced_without_loss_or_repeats() {
     mirror_dies().await;
 }
 
-/// Known failure, tracked in spec/feeds.md ("Not built yet"): it failed in whole-suite
-/// runs; after the fix described there it passes alone. Run it with `-- --ignored`.
 #[tokio::test]
-#[ignore = "the hand-back after a mirror returns is not yet proven in whole-suite runs; see spec/feeds.md"]
 async fn a_returning_mirror_takes_the_feed_back_without_repeats() {
     let (origin, mut sites, bob, mut stream) = mirror_dies().await;
     let within = Duration::from_secs(20);

@@ -12,8 +12,9 @@ use axum::Router;
 use axum::routing::get;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use tidings_sytest::feeds::subscribe;
 use tidings_sytest::origin::rss;
-use tidings_sytest::{ServerOptions, Session, TestServer, eventually, json, toml_string};
+use tidings_sytest::{ServerOptions, TestServer, eventually, json, toml_string};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
@@ -74,12 +75,6 @@ async fn https_origin() -> (String, String) {
         let _ = axum::serve(listener, app).await;
     });
     (ca.pem(), format!("https://127.0.0.1:{}/feed.xml", addr.port()))
-}
-
-async fn subscribe(s: &Session, url: &str) -> String {
-    let (status, body) = s.post("/_tidings/client/v1/feeds", json!({ "url": url })).await;
-    assert_eq!(status, 200, "subscribe {url}: {body}");
-    body["feed_id"].as_str().expect("feed_id").to_owned()
 }
 
 fn options(ca_file: Option<&std::path::Path>) -> ServerOptions {

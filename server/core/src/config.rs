@@ -129,6 +129,10 @@ pub struct FeedsConfig {
     pub max_peer_feeds: u64,
     /// More CA certificates (PEM) trusted for `https://` feeds, beside the system roots.
     pub ca_file: Option<std::path::PathBuf>,
+    /// One fetch (its redirects and the whole body included) is given up after this.
+    pub fetch_timeout_ms: u64,
+    /// Requests to one host go one at a time, this far apart (0: no limit per host).
+    pub host_spacing_ms: u64,
 }
 
 impl Default for FeedsConfig {
@@ -145,6 +149,8 @@ impl Default for FeedsConfig {
             alive_interval_ms: 600_000,
             max_peer_feeds: 10_000,
             ca_file: None,
+            fetch_timeout_ms: 60_000,
+            host_spacing_ms: 1_000,
         }
     }
 }

@@ -14,9 +14,10 @@ use super::guard::{GuardedResolver, check_literal_host, check_scheme};
 
 /// Most redirects one fetch follows.
 pub const MAX_REDIRECTS: usize = 5;
+/// Longest wait for a connection, or for the next bytes of an answer (each also
+/// within the whole fetch's `feeds.fetch_timeout_ms`).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
-const TOTAL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What was stored of the last answer, for a conditional GET.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -70,12 +71,15 @@ pub struct Fetcher {
     client: reqwest::Client,
     max_bytes: u64,
     allow_private: bool,
+    timeout: Duration,
 }
 
 impl Fetcher {
-    /// A fetcher with the document cap and the SSRF policy, trusting the system roots
-    /// and the certificates of `ca_pem` (a PEM bundle), if given.
-    pub fn new(max_bytes: u64, allow_private: bool, ca_pem: Option<&[u8]>) -> crate::Result<Self> {
+    /// A fetcher with the document cap, the SSRF policy and the time one whole fetch
+    /// may take (redirects and a slow body included), trusting the system roots and
+    /// the certificates of `ca_pem` (a PEM bundle), if given.
+    pub fn new(max_bytes: u64, allow_private: bool, timeout_ms: u64, ca_pem: Option<&[u8]>) -> crate::Result<Self> {
+        let total = Duration::from_millis(timeout_ms);
         let mut builder = reqwest::Client::builder();
         if let Some(pem) = ca_pem {
             let certs = reqwest::Certificate::from_pem_bundle(pem)
@@ -90,18 +94,27 @@ impl Fetcher {
         let client = builder
             .redirect(reqwest::redirect::Policy::none())
             .dns_resolver(GuardedResolver::new(allow_private))
-            .connect_timeout(CONNECT_TIMEOUT)
-            .read_timeout(READ_TIMEOUT)
-            .timeout(TOTAL_TIMEOUT)
+            .connect_timeout(CONNECT_TIMEOUT.min(total))
+            .read_timeout(READ_TIMEOUT.min(total))
             .user_agent(concat!("Tidings/", env!("CARGO_PKG_VERSION")))
             .no_proxy()
             .build()
             .map_err(crate::Error::internal)?;
-        Ok(Self { client, max_bytes, allow_private })
+        Ok(Self { client, max_bytes, allow_private, timeout: total })
     }
 
-    /// GET `url` conditionally, following redirects, each checked by the guard.
+    /// GET `url` conditionally, following redirects, each checked by the guard, all
+    /// within the fetch timeout.
     pub async fn fetch(&self, url: &str, validators: &Validators, now_ms: u64) -> Result<Fetched, FetchError> {
+        tokio::time::timeout(self.timeout, self.fetch_hops(url, validators, now_ms)).await.unwrap_or_else(|_| {
+            Err(FetchError::new(format!(
+                "timed out: no whole answer within {} ms (feeds.fetch_timeout_ms)",
+                self.timeout.as_millis()
+            )))
+        })
+    }
+
+    async fn fetch_hops(&self, url: &str, validators: &Validators, now_ms: u64) -> Result<Fetched, FetchError> {
         let mut url = Url::parse(url).map_err(|e| FetchError::new(format!("bad URL: {e}")))?;
         for _hop in 0..=MAX_REDIRECTS {
             check_scheme(&url).map_err(|e| FetchError::new(e.message().to_owned()))?;

@@ -3,6 +3,7 @@
 //!
 //! - `guard.rs`: the SSRF guard (schemes, addresses, the resolver the fetcher uses).
 //! - `fetch.rs`: one conditional GET, redirects, the document cap, origin hints.
+//! - `hosts.rs`: politeness: one request at a time per host, spaced.
 //! - `parse.rs`: documents into items with an identity.
 //! - `discover.rs`: an HTML page's `<link rel="alternate">` feed.
 //! - `schedule.rs`: when a feed is polled next (pure).
@@ -23,6 +24,7 @@ pub mod edus;
 pub mod federation;
 pub mod fetch;
 pub mod guard;
+pub mod hosts;
 pub mod mirrors;
 pub mod opml;
 pub mod parse;

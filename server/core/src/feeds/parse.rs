@@ -5,6 +5,10 @@
 
 use sha2::{Digest, Sha256};
 
+/// Elements nested deeper than this are refused: real feeds nest a few dozen deep,
+/// and the XML reader beneath feed-rs overflows a counter on hundreds of thousands.
+pub const MAX_DEPTH: usize = 512;
+
 /// How much of a summary is kept, in characters.
 pub const MAX_SUMMARY_CHARS: usize = 4000;
 
@@ -40,8 +44,9 @@ pub struct ParsedItem {
     pub updated_ts: Option<u64>,
 }
 
-/// Parse a feed document.
+/// Parse a feed document (refused first when [`check_document`] refuses it).
 pub fn parse(body: &[u8]) -> Result<ParsedFeed, String> {
+    check_document(body)?;
     // No generated IDs: the identity rules below are ours, and stable across versions.
     let parser = feed_rs::parser::Builder::new().id_generator(|_, _, _| String::new()).build();
     let feed = parser.parse(body).map_err(|e| format!("not a feed document: {e}"))?;
@@ -51,6 +56,115 @@ pub fn parse(body: &[u8]) -> Result<ParsedFeed, String> {
         ttl_ms: feed.ttl.map(|minutes| u64::from(minutes) * 60_000),
         items,
     })
+}
+
+/// [`parse`] on the blocking pool: a large document does not hold up the runtime,
+/// and should the parser panic on a hostile document, that is the document's error,
+/// not the end of the feed's polling.
+pub async fn parse_blocking(body: std::sync::Arc<Vec<u8>>) -> Result<ParsedFeed, String> {
+    tokio::task::spawn_blocking(move || parse(&body))
+        .await
+        .unwrap_or_else(|e| Err(format!("not a feed document: the parser failed on it ({e})")))
+}
+
+/// Refuse what no honest feed needs and hostile ones use: entity declarations in a
+/// DOCTYPE (expansion bombs: feed-rs would not expand them, but a document that
+/// declares them is not read at all), and bytes that are not valid UTF-8 when the
+/// document is UTF-8 (declared, or by default, as JSON always is).
+pub fn check_document(body: &[u8]) -> Result<(), String> {
+    let body = body.strip_prefix(b"\xef\xbb\xbf").unwrap_or(body);
+    if body.starts_with(b"\xff\xfe") || body.starts_with(b"\xfe\xff") {
+        return Ok(()); // UTF-16, with its byte-order mark: the parser decodes it
+    }
+    let declared = declared_encoding(body);
+    if declared.as_deref().is_none_or(|e| e == "utf-8" || e == "utf8") && std::str::from_utf8(body).is_err() {
+        return Err("not a feed document: the bytes are not valid UTF-8".into());
+    }
+    if let Some(doctype) = find(body, b"<!DOCTYPE")
+        && first_element(body).is_none_or(|root| doctype < root)
+    {
+        let subset = &body[doctype..first_element(&body[doctype..]).map_or(body.len(), |r| doctype + r)];
+        if find(subset, b"<!ENTITY").is_some() {
+            return Err("not read: the document declares entities (an expansion bomb?)".into());
+        }
+    }
+    let json = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    if !json && nested_deeper_than(body, MAX_DEPTH) {
+        return Err(format!("not read: elements nested more than {MAX_DEPTH} deep"));
+    }
+    Ok(())
+}
+
+/// Whether XML elements in `body` nest deeper than `max`: a scan of tags that skips
+/// comments, CDATA, processing instructions, declarations and quoted attributes.
+fn nested_deeper_than(body: &[u8], max: usize) -> bool {
+    let past = |from: usize, end: &[u8]| find(&body[from..], end).map_or(body.len(), |i| from + i + end.len());
+    let (mut depth, mut i) = (0usize, 0usize);
+    while let Some(off) = body[i..].iter().position(|b| *b == b'<') {
+        let at = i + off;
+        let rest = &body[at..];
+        i = if rest.starts_with(b"<!--") {
+            past(at, b"-->")
+        } else if rest.starts_with(b"<![CDATA[") {
+            past(at, b"]]>")
+        } else if rest.starts_with(b"<?") {
+            past(at, b"?>")
+        } else if rest.starts_with(b"<!") {
+            let subset = rest.iter().position(|b| *b == b'[').filter(|s| find(rest, b">").is_none_or(|g| *s < g));
+            if subset.is_some() { past(at, b"]>") } else { past(at, b">") }
+        } else if rest.starts_with(b"</") {
+            depth = depth.saturating_sub(1);
+            past(at, b">")
+        } else if rest.get(1).is_some_and(u8::is_ascii_alphabetic) {
+            let end = tag_end(body, at);
+            if body.get(end.saturating_sub(2)) != Some(&b'/') {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            end
+        } else {
+            at + 1
+        };
+    }
+    false
+}
+
+/// Just past the `>` that ends the start tag at `at`, quotes respected.
+fn tag_end(body: &[u8], at: usize) -> usize {
+    let mut quote = None;
+    for (i, b) in body.iter().enumerate().skip(at) {
+        match (quote, *b) {
+            (None, b'"' | b'\'') => quote = Some(*b),
+            (Some(q), c) if c == q => quote = None,
+            (None, b'>') => return i + 1,
+            _ => {}
+        }
+    }
+    body.len()
+}
+
+/// The `encoding` of the XML declaration, lower-cased.
+fn declared_encoding(body: &[u8]) -> Option<String> {
+    let head = body.get(..body.len().min(256))?;
+    let decl = head.strip_prefix(b"<?xml")?;
+    let decl = &decl[..find(decl, b"?>")?];
+    let at = find(decl, b"encoding")?;
+    let rest = std::str::from_utf8(&decl[at + 8..]).ok()?;
+    let rest = rest.trim_start().strip_prefix('=')?.trim_start();
+    let quote = rest.chars().next().filter(|q| *q == '"' || *q == '\'')?;
+    let value = rest[1..].split(quote).next()?;
+    Some(value.trim().to_ascii_lowercase())
+}
+
+/// Where the first element's start tag (`<` and a letter) is.
+fn first_element(body: &[u8]) -> Option<usize> {
+    body.windows(2).position(|w| w[0] == b'<' && w[1].is_ascii_alphabetic())
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 fn item(e: feed_rs::model::Entry) -> ParsedItem {
@@ -220,6 +334,51 @@ mod tests {
         assert_eq!(before.items[0].key, after.items[0].key);
         assert_ne!(before.items[0].content_hash, after.items[0].content_hash);
         assert_eq!(before.items[1], after.items[1]);
+    }
+
+    #[test]
+    fn entity_declarations_and_invalid_utf8_are_refused() {
+        let bomb = "<?xml version=\"1.0\"?><!DOCTYPE rss [<!ENTITY a \"haha\"><!ENTITY b \"&a;&a;\">]>\
+                    <rss version=\"2.0\"><channel><title>&b;</title></channel></rss>";
+        assert!(parse(bomb.as_bytes()).unwrap_err().contains("declares entities"));
+        let about_xml = "<rss version=\"2.0\"><channel><title>XML</title><item><guid>x</guid>\
+                         <description><![CDATA[write <!DOCTYPE x [<!ENTITY a \"b\">]> to declare]]></description>\
+                         </item></channel></rss>";
+        assert_eq!(parse(about_xml.as_bytes()).expect("text about entities is fine").items.len(), 1);
+        let plain_doctype = "<!DOCTYPE rss PUBLIC \"-//Netscape Communications//DTD RSS 0.91//EN\" \"x\">\
+                             <rss version=\"0.91\"><channel><title>Old</title></channel></rss>";
+        assert!(check_document(plain_doctype.as_bytes()).is_ok(), "a DOCTYPE without entities is fine");
+
+        let mut bad = b"<?xml version=\"1.0\" encoding=\"UTF-8\"?><rss version=\"2.0\"><channel><title>".to_vec();
+        bad.extend_from_slice(b"\xff\xfe\xc3\x28</title></channel></rss>");
+        assert!(parse(&bad).unwrap_err().contains("not valid UTF-8"));
+        assert!(parse(&bad[38..]).unwrap_err().contains("not valid UTF-8"), "UTF-8 is the default");
+        let latin1 = b"<?xml version='1.0' encoding='ISO-8859-1'?><rss version=\"2.0\"><channel><title>Caf\xe9</title></channel></rss>";
+        assert!(check_document(latin1).is_ok(), "a declared single-byte encoding is the parser's to decode");
+        assert!(check_document(b"\xef\xbb\xbf<rss version=\"2.0\"></rss>").is_ok(), "a UTF-8 BOM is fine");
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_and_ordinary_nesting_is_not() {
+        let deep = |n: usize| {
+            format!(
+                "<rss version=\"2.0\"><channel><title>D</title>{}{}</channel></rss>",
+                "<x>".repeat(n),
+                "</x>".repeat(n)
+            )
+        };
+        assert!(parse(deep(100_000).as_bytes()).unwrap_err().contains("nested more than"));
+        // rss and channel are two levels.
+        assert!(parse(deep(MAX_DEPTH - 2).as_bytes()).is_ok(), "at the limit it is read");
+        assert!(parse(deep(MAX_DEPTH - 1).as_bytes()).is_err(), "one deeper is not");
+        let flat = format!(
+            "<rss version=\"2.0\"><channel><title a=\"x>y\">T</title>{}<!-- <a><b><c> --><![CDATA[<d><e>]]></channel></rss>",
+            "<item><guid>g</guid><br/><enclosure url=\"u\"/></item>".repeat(2000)
+        );
+        assert!(!nested_deeper_than(flat.as_bytes(), 4), "siblings, self-closing tags, comments and CDATA do not nest");
+        for doc in [PODCAST, YOUTUBE, RSS1, NO_IDS] {
+            assert!(!nested_deeper_than(doc.as_bytes(), 8), "real shapes nest shallowly");
+        }
     }
 
     #[test]

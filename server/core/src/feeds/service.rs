@@ -12,8 +12,9 @@ use tokio::sync::Semaphore;
 
 use super::fetch::{FetchError, Fetched, Fetcher, Validators};
 use super::guard::{is_public, parse_feed_url};
+use super::hosts::{HostGate, host_of};
 use super::mirrors::{Mirrors, Upstream};
-use super::parse::{ParsedItem, parse};
+use super::parse::{ParsedFeed, ParsedItem, parse_blocking};
 use super::relay::Relay;
 use super::schedule::{Inputs, interval_ms, with_jitter};
 use crate::clock::SharedClock;
@@ -60,6 +61,14 @@ pub struct FeedStatus {
     pub next_fetch_ts: Option<u64>,
 }
 
+/// One poll's answer from the origin, parsed.
+enum Polled {
+    /// 304: nothing changed.
+    NotModified { fresh_ms: Option<u64> },
+    /// A document, parsed.
+    Parsed { parsed: ParsedFeed, validators: Validators, fresh_ms: Option<u64> },
+}
+
 /// Where a feed service sits among its peers.
 #[derive(Debug)]
 pub struct FeedFederation {
@@ -94,6 +103,8 @@ pub struct FeedService {
     pub(super) deadlines: Deadlines<FeedId>,
     pub(super) polling: Mutex<HashSet<FeedId>>,
     permits: Arc<Semaphore>,
+    /// One request at a time per origin host, spaced.
+    hosts: HostGate,
     /// Peers' mirrors and the rule that picks a feed's upstream.
     pub(super) mirrors: Mirrors,
     /// Feed EDUs to peers, queued in the unit of the change that causes them.
@@ -139,7 +150,13 @@ impl FeedService {
             placing: tokio::sync::Mutex::new(()),
             told_watchers: Mutex::new(HashMap::new()),
             latest_item_pos: Arc::new(AtomicU64::new(positions.current())),
-            fetcher: Fetcher::new(config.max_document_bytes, config.allow_private_addresses, ca_pem.as_deref())?,
+            fetcher: Fetcher::new(
+                config.max_document_bytes,
+                config.allow_private_addresses,
+                config.fetch_timeout_ms,
+                ca_pem.as_deref(),
+            )?,
+            hosts: HostGate::new(config.host_spacing_ms),
             db,
             clock,
             positions,
@@ -333,9 +350,8 @@ impl FeedService {
                     if !me.polling().insert(feed_id) {
                         continue;
                     }
-                    let (svc, permits) = (Arc::clone(&me), Arc::clone(&me.permits));
+                    let svc = Arc::clone(&me);
                     tokio::spawn(async move {
-                        let _permit = permits.acquire_owned().await;
                         if let Err(e) = svc.poll(feed_id).await {
                             tracing::warn!(feed_id, error = %e, "polling a feed failed; it is tried again later");
                             let retry = svc.clock.now_ms() + svc.config.min_interval_ms;
@@ -363,25 +379,27 @@ impl FeedService {
         if self.config.fetch == FeedFetch::Peers || Upstream::from_source(&feed.source) != Upstream::Origin {
             return Ok(()); // it comes from a peer: placement decides, and schedules a poll if that changes
         }
+        // The host's turn first, then a permit: a poll waiting for its host holds none.
+        let turn = self.hosts.turn(&host_of(feed.fetch_url.as_deref().unwrap_or(&feed.url))).await;
+        let _permit = self.permits.acquire().await.map_err(Error::internal)?;
         let now = self.clock.now_ms();
         feed.fetches += 1;
         let failed_before = feed.failures > 0;
         let mut retry_after_ms = None;
         let mut unit = Unit::new();
         let mut staged = Vec::new();
-        let outcome = match self.fetch_discovering(&mut feed, now).await {
-            Ok(Fetched::Document { body, validators, fresh_ms }) => match parse(&body) {
-                Ok(parsed) => {
-                    staged = self.stage_items(&mut unit, feed_id, parsed.items, now).await?;
-                    feed.title = parsed.title.clone().or(feed.title);
-                    feed.etag = validators.etag;
-                    feed.last_modified = validators.last_modified;
-                    feed.hint_ms = fresh_ms.max(parsed.ttl_ms);
-                    Ok(())
-                }
-                Err(message) => Err(FetchError::new(message)),
-            },
-            Ok(Fetched::NotModified { fresh_ms }) => {
+        let fetched = self.fetch_discovering(&mut feed, now).await;
+        drop(turn);
+        let outcome = match fetched {
+            Ok(Polled::Parsed { parsed, validators, fresh_ms }) => {
+                staged = self.stage_items(&mut unit, feed_id, parsed.items, now).await?;
+                feed.title = parsed.title.clone().or(feed.title);
+                feed.etag = validators.etag;
+                feed.last_modified = validators.last_modified;
+                feed.hint_ms = fresh_ms.max(parsed.ttl_ms);
+                Ok(())
+            }
+            Ok(Polled::NotModified { fresh_ms }) => {
                 feed.not_modified += 1;
                 feed.hint_ms = fresh_ms.or(feed.hint_ms);
                 Ok(())
@@ -462,22 +480,33 @@ impl FeedService {
         self.db.read(move |s| Ok((s.subscribers(feed_id)?, s.downstreams_of(feed_id)?))).await
     }
 
-    /// Fetch the feed's document. When the URL gives an HTML page that names its feed
-    /// (and no feed was found before), the feed is fetched instead, once, and fetched
-    /// from there on.
-    async fn fetch_discovering(&self, feed: &mut FeedRow, now: u64) -> std::result::Result<Fetched, FetchError> {
+    /// Fetch and parse the feed's document. When the URL gives an HTML page that names
+    /// its feed (and no feed was found before), the feed is fetched instead, once, and
+    /// fetched from there on.
+    async fn fetch_discovering(&self, feed: &mut FeedRow, now: u64) -> std::result::Result<Polled, FetchError> {
         let validators = Validators { etag: feed.etag.clone(), last_modified: feed.last_modified.clone() };
         let from = feed.fetch_url.clone().unwrap_or_else(|| feed.url.clone());
-        let fetched = self.fetcher.fetch(&from, &validators, now).await?;
-        let Fetched::Document { body, .. } = &fetched else { return Ok(fetched) };
-        if feed.fetch_url.is_some() || parse(body).is_ok() {
-            return Ok(fetched);
+        let (body, validators, fresh_ms) = match self.fetcher.fetch(&from, &validators, now).await? {
+            Fetched::NotModified { fresh_ms } => return Ok(Polled::NotModified { fresh_ms }),
+            Fetched::Document { body, validators, fresh_ms } => (Arc::new(body), validators, fresh_ms),
+        };
+        let parsed = parse_blocking(Arc::clone(&body)).await;
+        if parsed.is_ok() || feed.fetch_url.is_some() {
+            return Ok(Polled::Parsed { parsed: parsed.map_err(FetchError::new)?, validators, fresh_ms });
         }
         let page = url::Url::parse(&feed.url).map_err(|e| FetchError::new(e.to_string()))?;
-        let Some(found) = super::discover::alternate_feed(body, &page) else { return Ok(fetched) };
+        let Some(found) = super::discover::alternate_feed(&body, &page) else {
+            return Err(FetchError::new(parsed.err().unwrap_or_default()));
+        };
         tracing::info!(feed_id = feed.feed_id, found = %found, "the page names its feed; fetching that");
         feed.fetch_url = Some(found.to_string());
-        self.fetcher.fetch(found.as_str(), &Validators::default(), now).await
+        match self.fetcher.fetch(found.as_str(), &Validators::default(), now).await? {
+            Fetched::NotModified { fresh_ms } => Ok(Polled::NotModified { fresh_ms }),
+            Fetched::Document { body, validators, fresh_ms } => {
+                let parsed = parse_blocking(Arc::new(body)).await.map_err(FetchError::new)?;
+                Ok(Polled::Parsed { parsed, validators, fresh_ms })
+            }
+        }
     }
 
     /// Add the new and changed ones of `items` (in document order, newest first) to
@@ -636,7 +665,7 @@ mod tests {
         <item><guid>a</guid><title>First</title></item></channel></rss>"#;
 
     async fn store(svc: &FeedService, id: FeedId, doc: &str, now: u64) -> Option<u64> {
-        let parsed = parse(doc.as_bytes()).expect("parse");
+        let parsed = crate::feeds::parse::parse(doc.as_bytes()).expect("parse");
         let mut unit = Unit::new();
         let staged = svc.stage_items(&mut unit, id, parsed.items, now).await.expect("stage");
         svc.db.submit_unit(unit).wait().await.expect("commit");
