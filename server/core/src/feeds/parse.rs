@@ -17,7 +17,8 @@ pub const MAX_SUMMARY_CHARS: usize = 4000;
 pub struct ParsedFeed {
     /// The feed's title, if any.
     pub title: Option<String>,
-    /// RSS `<ttl>` in ms, if given.
+    /// How often the document says to poll it, in ms: RSS `<ttl>` or the syndication
+    /// module's `sy:updatePeriod` / `sy:updateFrequency` (the longer), if given.
     pub ttl_ms: Option<u64>,
     /// Items in document order.
     pub items: Vec<ParsedItem>,
@@ -51,11 +52,41 @@ pub fn parse(body: &[u8]) -> Result<ParsedFeed, String> {
     let parser = feed_rs::parser::Builder::new().id_generator(|_, _, _| String::new()).build();
     let feed = parser.parse(body).map_err(|e| format!("not a feed document: {e}"))?;
     let items = feed.entries.into_iter().map(item).collect();
+    let ttl_ms = feed.ttl.map(|minutes| u64::from(minutes) * 60_000);
     Ok(ParsedFeed {
         title: feed.title.map(|t| t.content.trim().to_owned()).filter(|t| !t.is_empty()),
-        ttl_ms: feed.ttl.map(|minutes| u64::from(minutes) * 60_000),
+        ttl_ms: ttl_ms.max(update_period_ms(body)),
         items,
     })
+}
+
+/// The syndication module's hint (RSS 1.0, and RSS 2.0 as WordPress writes it):
+/// `<sy:updatePeriod>` (hourly, daily, weekly, monthly, yearly) divided by
+/// `<sy:updateFrequency>` (default 1). feed-rs does not read the module, so its two
+/// elements are found by name, whatever the namespace prefix.
+fn update_period_ms(body: &[u8]) -> Option<u64> {
+    let text = |name: &str| -> Option<String> {
+        let (open, prefixed) = (format!("<{name}>"), format!(":{name}>"));
+        let at = find(body, open.as_bytes()).map(|i| i + open.len()).or_else(|| {
+            let i = find(body, prefixed.as_bytes())?;
+            // `:name>` must close a start tag `<prefix:name>`, not an end tag.
+            let start = body[..i].iter().rposition(|b| *b == b'<')?;
+            (body.get(start + 1) != Some(&b'/')).then_some(i + prefixed.len())
+        })?;
+        let end = body[at..].iter().position(|b| *b == b'<')?;
+        Some(String::from_utf8_lossy(&body[at..at + end]).trim().to_ascii_lowercase())
+    };
+    const HOUR: u64 = 3_600_000;
+    let period = match text("updatePeriod")?.as_str() {
+        "hourly" => HOUR,
+        "daily" => 24 * HOUR,
+        "weekly" => 7 * 24 * HOUR,
+        "monthly" => 30 * 24 * HOUR,
+        "yearly" => 365 * 24 * HOUR,
+        _ => return None,
+    };
+    let frequency = text("updateFrequency").and_then(|f| f.parse::<u64>().ok()).filter(|f| *f > 0).unwrap_or(1);
+    Some(period / frequency)
 }
 
 /// [`parse`] on the blocking pool: a large document does not hold up the runtime,
@@ -379,6 +410,27 @@ mod tests {
         for doc in [PODCAST, YOUTUBE, RSS1, NO_IDS] {
             assert!(!nested_deeper_than(doc.as_bytes(), 8), "real shapes nest shallowly");
         }
+    }
+
+    #[test]
+    fn the_syndication_module_is_a_hint_like_ttl() {
+        let wordpress = r#"<?xml version="1.0" encoding="UTF-8"?>
+<rss version="2.0" xmlns:sy="http://purl.org/rss/1.0/modules/syndication/"><channel><title>Blog</title>
+  <sy:updatePeriod>
+	hourly	</sy:updatePeriod>
+  <sy:updateFrequency>
+	4	</sy:updateFrequency>
+  <item><guid>w1</guid><title>Hello</title></item></channel></rss>"#;
+        assert_eq!(parse(wordpress.as_bytes()).expect("parse").ttl_ms, Some(900_000), "an hour / 4");
+        let daily = RSS1.replace("</channel>", "<syn:updatePeriod>daily</syn:updatePeriod></channel>");
+        assert_eq!(parse(daily.as_bytes()).expect("parse").ttl_ms, Some(86_400_000), "any prefix, frequency 1");
+        let both = PODCAST.replace(
+            "</channel>",
+            "<sy:updatePeriod>hourly</sy:updatePeriod><sy:updateFrequency>2</sy:updateFrequency></channel>",
+        );
+        assert_eq!(parse(both.as_bytes()).expect("parse").ttl_ms, Some(3_600_000), "the longer of ttl and the module");
+        let odd = PODCAST.replace("</channel>", "<sy:updatePeriod>fortnightly</sy:updatePeriod></channel>");
+        assert_eq!(parse(odd.as_bytes()).expect("parse").ttl_ms, Some(3_600_000), "an unknown period is no hint");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //!
 //! The base interval shrinks with the number of local subscribers (`4 ×
 //! min_interval_ms / subscribers`), within `[min_interval_ms, max_interval_ms]`. What
-//! the origin asks for (Cache-Control max-age, Expires, RSS `<ttl>`) is a floor, capped
+//! the origin asks for (Cache-Control max-age, Expires, RSS `<ttl>`, `sy:updatePeriod`) is a floor, capped
 //! at `max_interval_ms` so a watched feed is never forgotten. Failures double the
 //! interval each time up to `max_interval_ms` (never stopping), and a Retry-After is a
 //! floor too. A little jitter (up to a tenth) keeps feeds that start together from
