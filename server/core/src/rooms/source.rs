@@ -32,8 +32,9 @@ use crate::sync::{BoxFuture, Source, SyncRange, SyncResponse};
 const DEFAULT_TIMELINE: u32 = 10;
 /// The largest timeline limit honoured.
 const MAX_TIMELINE: u32 = 1000;
-/// The newest unread messages of a room searched for mentions (the highlight count);
-/// the notification count counts them all.
+/// The newest unread messages of a room that name the user (in `m.mentions` or the
+/// body) checked for mentions (the highlight count); the notification count counts
+/// every unread message.
 const MAX_HIGHLIGHT_SCAN: u32 = 100;
 /// State events shown in an invite.
 const INVITE_STATE: &[&str] = &[
@@ -333,6 +334,9 @@ impl RoomService {
     /// notification count, and those that mention the user: the highlight count.
     async fn unread(&self, user: &UserId, room: &Room, mpos: u64, upto: u64) -> Result<UnreadNotificationsCount> {
         let (room_key, user_key) = (room.id.to_string(), user.to_string());
+        // Every mention contains the localpart (the user ID does too): only messages
+        // whose JSON has it are read and checked.
+        let needle = user.localpart().to_ascii_lowercase();
         let (count, rows) = self
             .db
             .read(move |s| {
@@ -341,7 +345,7 @@ impl RoomService {
                 let rows = if count == 0 {
                     vec![]
                 } else {
-                    s.room_unread(&room_key, &user_key, read_to, upto, MAX_HIGHLIGHT_SCAN)?
+                    s.room_unread_containing(&room_key, &user_key, &needle, read_to, upto, MAX_HIGHLIGHT_SCAN)?
                 };
                 Ok((count, rows))
             })

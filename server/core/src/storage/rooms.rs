@@ -152,8 +152,18 @@ pub trait RoomStore {
     fn room_receipts(&self, room_id: &str, above: u64, upto: u64) -> Result<Vec<ReceiptRow>>;
     /// The position of the event a user's newest unthreaded read receipt names.
     fn room_read_up_to(&self, room_id: &str, user_id: &str) -> Result<Option<u64>>;
-    /// Messages of others in `(above, upto]` (for unread counts), the newest `limit`.
-    fn room_unread(&self, room_id: &str, user_id: &str, above: u64, upto: u64, limit: u32) -> Result<Vec<EventRow>>;
+    /// Messages of others in `(above, upto]` whose JSON contains `needle` (ASCII,
+    /// lower case; matched case-blind), the newest `limit`: the candidates for the
+    /// highlight count, found without reading every unread event into the server.
+    fn room_unread_containing(
+        &self,
+        room_id: &str,
+        user_id: &str,
+        needle: &str,
+        above: u64,
+        upto: u64,
+        limit: u32,
+    ) -> Result<Vec<EventRow>>;
     /// How many messages of others lie in `(above, upto]`.
     fn room_unread_count(&self, room_id: &str, user_id: &str, above: u64, upto: u64) -> Result<u64>;
     /// Forget a room for a user.
@@ -404,7 +414,7 @@ impl RoomStore for Connection {
              WHERE e.relates_to IN ({marks}) AND e.rel_type IS NOT NULL AND r.redaction_id IS NULL
              GROUP BY e.relates_to, e.rel_type"
         );
-        let mut stmt = self.prepare(&sql)?;
+        let mut stmt = self.prepare_cached(&sql)?;
         let rows = stmt
             .query_map(rusqlite::params_from_iter(event_ids.iter()), |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64, r.get::<_, i64>(3)? as u64))
@@ -508,13 +518,22 @@ impl RoomStore for Connection {
         Ok(pos.map(|p| p as u64))
     }
 
-    fn room_unread(&self, room_id: &str, user_id: &str, above: u64, upto: u64, limit: u32) -> Result<Vec<EventRow>> {
+    fn room_unread_containing(
+        &self,
+        room_id: &str,
+        user_id: &str,
+        needle: &str,
+        above: u64,
+        upto: u64,
+        limit: u32,
+    ) -> Result<Vec<EventRow>> {
         events_query(
             self,
             "WHERE e.room_id = ?1 AND e.sender != ?2 AND e.pos > ?3 AND e.pos <= ?4
                AND e.event_type IN ('m.room.message', 'm.room.encrypted', 'm.sticker') AND r.redaction_id IS NULL
+               AND instr(lower(e.json), ?6) > 0
              ORDER BY e.pos DESC LIMIT ?5",
-            params![room_id, user_id, above as i64, upto as i64, limit],
+            params![room_id, user_id, above as i64, upto as i64, limit, needle],
         )
     }
 
