@@ -183,6 +183,21 @@ async fn filters_typing_receipts_and_unread_counts() {
         })
         .await;
     assert_eq!(counts, json!({"notification_count": 3, "highlight_count": 1}), "carol's, then alice's two");
+    // Each sync counts on from the last; a redaction takes a counted message out again.
+    let again = send_text(&alice, &room, "a3", "bob: and again").await;
+    let room_id = room.as_str();
+    let unread_is = |want: Value| {
+        move |s: &Value| {
+            let c = &s["rooms"]["join"][room_id]["unread_notifications"];
+            (c.is_object() && *c == want).then_some(())
+        }
+    };
+    stream.until(Duration::from_secs(10), unread_is(json!({"notification_count": 4, "highlight_count": 2}))).await;
+    let redact = room_path(&room, &format!("/redact/{}/r1", encode_component(&mention)));
+    assert_eq!(bob.put(&redact, json!({})).await.0, 403, "bob may not redact alice's message");
+    assert_eq!(alice.put(&redact, json!({})).await.0, 200);
+    stream.until(Duration::from_secs(10), unread_is(json!({"notification_count": 3, "highlight_count": 1}))).await;
+    let mention = again;
     // A read receipt clears them, and shows in everyone's ephemeral.
     let receipt = room_path(&room, &format!("/receipt/m.read/{}", encode_component(&mention)));
     assert_eq!(bob.post(&receipt, json!({})).await, (200, json!({})));

@@ -17,6 +17,7 @@ pub mod source;
 pub mod state;
 pub mod timeline;
 pub mod typing;
+pub mod unread;
 pub mod visibility;
 
 pub use create::{CreateRoom, Preset};

@@ -143,6 +143,8 @@ pub struct RoomService {
     rooms: Arc<RwLock<HashMap<OwnedRoomId, Arc<Room>>>>,
     pub(crate) memberships: Arc<Memberships>,
     pub(crate) typing: Typing,
+    /// What the last sync of each user counted as unread in each room.
+    pub(crate) unread: super::unread::UnreadMemos,
     filters: RwLock<Arc<dyn FilterLookup>>,
 }
 
@@ -193,6 +195,7 @@ impl RoomService {
             config: config.clone(),
             rooms: Arc::new(RwLock::new(rooms)),
             memberships,
+            unread: super::unread::UnreadMemos::default(),
             filters: RwLock::new(Arc::new(NoStoredFilters)),
         }))
     }

@@ -14,7 +14,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use ruma::api::client::filter::FilterDefinition;
-use ruma::api::client::sync::sync_events::UnreadNotificationsCount;
 use ruma::api::client::sync::sync_events::v3::{
     Ephemeral, InviteState, InvitedRoom, JoinedRoom, LeftRoom, RoomAccountData, State, StateEvents, Timeline,
 };
@@ -32,10 +31,6 @@ use crate::sync::{BoxFuture, Source, SyncRange, SyncResponse};
 const DEFAULT_TIMELINE: u32 = 10;
 /// The largest timeline limit honoured.
 const MAX_TIMELINE: u32 = 1000;
-/// The newest unread messages of a room that name the user (in `m.mentions` or the
-/// body) checked for mentions (the highlight count); the notification count counts
-/// every unread message.
-const MAX_HIGHLIGHT_SCAN: u32 = 100;
 /// State events shown in an invite.
 const INVITE_STATE: &[&str] = &[
     "m.room.create",
@@ -330,34 +325,6 @@ impl RoomService {
         Ok((eph, fully_read))
     }
 
-    /// Messages of others after the user's read receipt (or their join): the
-    /// notification count, and those that mention the user: the highlight count.
-    async fn unread(&self, user: &UserId, room: &Room, mpos: u64, upto: u64) -> Result<UnreadNotificationsCount> {
-        let (room_key, user_key) = (room.id.to_string(), user.to_string());
-        // Every mention contains the localpart (the user ID does too): only messages
-        // whose JSON has it are read and checked.
-        let needle = user.localpart().to_ascii_lowercase();
-        let (count, rows) = self
-            .db
-            .read(move |s| {
-                let read_to = s.room_read_up_to(&room_key, &user_key)?.unwrap_or(0).max(mpos);
-                let count = s.room_unread_count(&room_key, &user_key, read_to, upto)?;
-                let rows = if count == 0 {
-                    vec![]
-                } else {
-                    s.room_unread_containing(&room_key, &user_key, &needle, read_to, upto, MAX_HIGHLIGHT_SCAN)?
-                };
-                Ok((count, rows))
-            })
-            .await?;
-        let localpart = user.localpart();
-        let highlights = rows.iter().filter(|r| mentions(r, user.as_str(), localpart)).count();
-        let mut counts = UnreadNotificationsCount::new();
-        counts.notification_count = Some(UInt::try_from(count).unwrap_or(UInt::MAX));
-        counts.highlight_count = Some(uint(highlights));
-        Ok(counts)
-    }
-
     fn invite_entry(&self, user: &UserId, room: &Room) -> Result<InvitedRoom> {
         let state = read(&room.state);
         let mut invite = InviteState::new();
@@ -412,41 +379,4 @@ fn newest_per_key(rows: Vec<EventRow>) -> Vec<EventRow> {
     let mut out: Vec<EventRow> = by_key.into_values().collect();
     out.sort_by_key(|r| r.pos);
     out
-}
-
-/// Whether a message mentions the user: `m.mentions.user_ids`, or the body names
-/// their user ID or localpart.
-fn mentions(row: &EventRow, user_id: &str, localpart: &str) -> bool {
-    let Ok(v) = serde_json::from_str::<Value>(&row.json) else { return false };
-    let content = &v["content"];
-    if let Some(m) = content.get("m.mentions") {
-        return m["user_ids"].as_array().is_some_and(|ids| ids.iter().any(|id| id.as_str() == Some(user_id)));
-    }
-    content["body"].as_str().is_some_and(|body| {
-        let body = body.to_lowercase();
-        body.contains(&user_id.to_lowercase()) || contains_word(&body, &localpart.to_lowercase())
-    })
-}
-
-fn contains_word(text: &str, word: &str) -> bool {
-    !word.is_empty()
-        && text.match_indices(word).any(|(i, _)| {
-            let before = text[..i].chars().next_back();
-            let after = text[i + word.len()..].chars().next();
-            !before.is_some_and(char::is_alphanumeric) && !after.is_some_and(char::is_alphanumeric)
-        })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mentions_by_field_or_by_name() {
-        let row = |content: Value| EventRow { json: json!({ "content": content }).to_string(), ..EventRow::default() };
-        assert!(mentions(&row(json!({"body": "hey bob, look"})), "@bob:x", "bob"));
-        assert!(!mentions(&row(json!({"body": "bobcat"})), "@bob:x", "bob"));
-        assert!(mentions(&row(json!({"body": "x", "m.mentions": {"user_ids": ["@bob:x"]}})), "@bob:x", "bob"));
-        assert!(!mentions(&row(json!({"body": "bob", "m.mentions": {}})), "@bob:x", "bob"), "m.mentions wins");
-    }
 }

@@ -164,6 +164,8 @@ pub trait RoomStore {
         upto: u64,
         limit: u32,
     ) -> Result<Vec<EventRow>>;
+    /// How many redactions a room has in `(above, upto]`.
+    fn room_redactions_between(&self, room_id: &str, above: u64, upto: u64) -> Result<u64>;
     /// How many messages of others lie in `(above, upto]`.
     fn room_unread_count(&self, room_id: &str, user_id: &str, above: u64, upto: u64) -> Result<u64>;
     /// Forget a room for a user.
@@ -535,6 +537,16 @@ impl RoomStore for Connection {
              ORDER BY e.pos DESC LIMIT ?5",
             params![room_id, user_id, above as i64, upto as i64, limit, needle],
         )
+    }
+
+    fn room_redactions_between(&self, room_id: &str, above: u64, upto: u64) -> Result<u64> {
+        let n: i64 = self
+            .prepare_cached(
+                "SELECT COUNT(*) FROM room_events
+                 WHERE room_id = ?1 AND pos > ?2 AND pos <= ?3 AND event_type = 'm.room.redaction'",
+            )?
+            .query_row(params![room_id, above as i64, upto as i64], |r| r.get(0))?;
+        Ok(n as u64)
     }
 
     fn room_unread_count(&self, room_id: &str, user_id: &str, above: u64, upto: u64) -> Result<u64> {
