@@ -253,6 +253,9 @@ impl Config {
         if self.media.quota_bytes_per_user == 0 {
             return Err("media.quota_bytes_per_user must be above 0".into());
         }
+        if self.media.max_thumbnail_source_bytes == 0 || self.media.max_thumbnail_source_pixels == 0 {
+            return Err("media.max_thumbnail_source_bytes and media.max_thumbnail_source_pixels must be above 0".into());
+        }
         if let Some(url) = &self.client.base_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {

@@ -233,6 +233,11 @@ impl Default for E2eeConfig {
 pub struct MediaConfig {
     /// Bytes one user may have uploaded in total; an upload past it gets 413 `M_TOO_LARGE`.
     pub quota_bytes_per_user: u64,
+    /// An image file larger than this is not thumbnailed (413 `M_TOO_LARGE`).
+    pub max_thumbnail_source_bytes: u64,
+    /// An image whose header declares more pixels (width × height) than this is not
+    /// decoded for a thumbnail (413 `M_TOO_LARGE`); it bounds a thumbnail's memory.
+    pub max_thumbnail_source_pixels: u64,
     /// Larger uploads get 413 `M_TOO_LARGE` (top-level `max_upload_bytes`).
     #[serde(skip)]
     pub max_upload_bytes: u64,
@@ -240,7 +245,12 @@ pub struct MediaConfig {
 
 impl Default for MediaConfig {
     fn default() -> Self {
-        Self { quota_bytes_per_user: 1_073_741_824, max_upload_bytes: 52_428_800 }
+        Self {
+            quota_bytes_per_user: 1_073_741_824,
+            max_thumbnail_source_bytes: 20_971_520,
+            max_thumbnail_source_pixels: 16_777_216,
+            max_upload_bytes: 52_428_800,
+        }
     }
 }
 
