@@ -211,8 +211,10 @@ pub struct E2eeConfig {
     pub max_to_device_queue: u64,
     /// One to-device message's content is at most this many bytes of JSON.
     pub max_to_device_bytes: usize,
-    /// One device's signed device keys are at most this many bytes of JSON.
+    /// One device's signed device keys (or one cross-signing key) are at most this many bytes of JSON.
     pub max_device_keys_bytes: usize,
+    /// One device or master key carries at most this many uploaded signatures.
+    pub max_signatures_per_key: u64,
 }
 
 impl Default for E2eeConfig {
@@ -222,6 +224,7 @@ impl Default for E2eeConfig {
             max_to_device_queue: 1000,
             max_to_device_bytes: 65_536,
             max_device_keys_bytes: 16_384,
+            max_signatures_per_key: 100,
         }
     }
 }

@@ -16,6 +16,7 @@
 
 pub mod accounts;
 pub mod client_state;
+pub mod cross_signing;
 pub mod e2ee;
 pub mod federation;
 pub mod feed_peers;
@@ -35,6 +36,7 @@ use tokio::sync::{Semaphore, oneshot};
 
 pub use accounts::AccountStore;
 pub use client_state::ClientStateStore;
+pub use cross_signing::CrossSigningStore;
 pub use e2ee::E2eeStore;
 pub use federation::FederationStore;
 pub use feed_peers::FeedPeerStore;
@@ -56,6 +58,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0006_rooms.sql"),
     include_str!("../../migrations/0007_link.sql"),
     include_str!("../../migrations/0008_client_state.sql"),
+    include_str!("../../migrations/0009_cross_signing.sql"),
 ];
 
 /// How many read connections run beside the writer.
@@ -76,6 +79,7 @@ pub trait Store:
     + RoomStore
     + ClientStateStore
     + E2eeStore
+    + CrossSigningStore
     + MediaStore
 {
 }
@@ -90,6 +94,7 @@ impl<T> Store for T where
         + RoomStore
         + ClientStateStore
         + E2eeStore
+        + CrossSigningStore
         + MediaStore
 {
 }
