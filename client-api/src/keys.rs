@@ -97,7 +97,8 @@ pub async fn post_claim(
     Ok(Json(json!({ "one_time_keys": claimed, "failures": {} })))
 }
 
-/// The users sharing a room with the caller whose devices changed between two sync tokens.
+/// The users sharing a room with the caller whose devices changed between two sync
+/// tokens, and those who stopped sharing any room with the caller.
 pub async fn get_changes(
     State(core): State<Core>,
     Authed(device): Authed,
@@ -110,5 +111,6 @@ pub async fn get_changes(
     };
     let (from, to) = (token("from")?, token("to")?);
     let changed = core.keys.changed(&device.user_id, from, to).await?;
-    Ok(Json(json!({ "changed": changed, "left": [] })))
+    let left = core.keys.left(&device.user_id, from, to).await?;
+    Ok(Json(json!({ "changed": changed, "left": left })))
 }

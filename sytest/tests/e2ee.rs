@@ -486,3 +486,46 @@ async fn cross_signing_keys_need_the_password_to_replace_and_signatures_are_veri
         "the self-signing key the old master key signed is dropped: {after}"
     );
 }
+
+#[tokio::test]
+async fn device_lists_left_names_who_no_longer_shares_any_room() {
+    let hs = TestServer::start(ServerOptions::default()).await;
+    let alice = hs.register("alice", "alice-pw").await;
+    let bob = hs.register("bob", "bob-pw").await;
+    let mut rooms = Vec::new();
+    for _ in 0..2 {
+        let (status, created) = alice.post(&format!("{V3}/createRoom"), json!({"invite": [bob.user_id.clone()]})).await;
+        assert_eq!(status, 200, "{created}");
+        let room_id = created["room_id"].as_str().expect("room_id").to_owned();
+        let (status, _) =
+            bob.post(&format!("{V3}/join/{}", tidings_sytest::encode_component(&room_id)), json!({})).await;
+        assert_eq!(status, 200);
+        rooms.push(room_id);
+    }
+    let since = alice.sync(None, 0).await["next_batch"].as_str().expect("next_batch").to_owned();
+    let leave = |room: &str| {
+        let path = format!("{V3}/rooms/{}/leave", tidings_sytest::encode_component(room));
+        let bob = &bob;
+        async move {
+            let (status, body) = bob.post(&path, json!({})).await;
+            assert_eq!(status, 200, "{body}");
+        }
+    };
+
+    // Bob leaves one room: he still shares the other, so he has not left.
+    leave(&rooms[0]).await;
+    let first = alice.sync(Some(&since), 10_000).await;
+    assert!(first["rooms"]["join"][&rooms[0]]["timeline"]["events"].is_array(), "the leave woke alice: {first}");
+    assert!(first["device_lists"]["left"].as_array().is_none_or(|l| l.is_empty()), "{first}");
+    let mid = first["next_batch"].as_str().expect("next_batch").to_owned();
+
+    // He leaves the second: now he shares nothing with alice.
+    leave(&rooms[1]).await;
+    let second = alice.sync(Some(&mid), 10_000).await;
+    assert_eq!(second["device_lists"]["left"], json!([bob.user_id]), "{second}");
+    let upto = second["next_batch"].as_str().expect("next_batch").to_owned();
+    let (status, changes) = alice.get(&format!("{V3}/keys/changes?from={since}&to={upto}")).await;
+    assert_eq!((status, changes["left"].clone()), (200, json!([bob.user_id])), "{changes}");
+    let (_, later) = alice.get(&format!("{V3}/keys/changes?from={upto}&to={upto}")).await;
+    assert_eq!(later["left"], json!([]), "{later}");
+}

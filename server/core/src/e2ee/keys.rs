@@ -243,6 +243,11 @@ impl KeyService {
         Ok(shared.into_iter().filter(|u| changed.iter().any(|c| c == u.as_str())).collect())
     }
 
+    /// The users who shared a room with `user` at `since` and share none now.
+    pub async fn left(&self, user: &UserId, since: u64, upto: u64) -> Result<Vec<OwnedUserId>> {
+        self.shared.users_no_longer_sharing(user, since, upto).await
+    }
+
     /// The unclaimed one-time keys per algorithm and the unused fallback key
     /// algorithms of one device.
     pub async fn counts(&self, user: &UserId, device: &str) -> Result<(Vec<(String, u64)>, Vec<String>)> {
