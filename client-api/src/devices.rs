@@ -7,17 +7,16 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use rand::Rng;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tidings_core::accounts::Device;
 use tidings_core::devices::DeviceInfo;
-use tidings_core::{Core, Error, ErrorKind};
+use tidings_core::{Core, Error};
 
 use crate::error::ApiResult;
 use crate::extract::{Authed, JsonBody, SegmentPath};
+use crate::uia::{AuthDict, authorize};
 
 fn device_json(d: &DeviceInfo) -> Value {
     let mut v = json!({ "device_id": d.device_id });
@@ -59,14 +58,6 @@ pub async fn put_device(
     Ok(Json(json!({})))
 }
 
-#[derive(Debug, Deserialize)]
-struct AuthDict {
-    #[serde(rename = "type")]
-    kind: Option<String>,
-    password: Option<String>,
-    session: Option<String>,
-}
-
 /// The body of a device deletion.
 #[derive(Debug, Deserialize)]
 pub struct DeleteBody {
@@ -78,38 +69,6 @@ pub struct DeleteBody {
 pub struct DeleteManyBody {
     devices: Vec<String>,
     auth: Option<AuthDict>,
-}
-
-fn challenge(session: Option<String>, error: Option<&Error>) -> Response {
-    let session = session.unwrap_or_else(|| {
-        rand::thread_rng().sample_iter(rand::distributions::Alphanumeric).take(24).map(char::from).collect()
-    });
-    let mut body = json!({
-        "flows": [{ "stages": ["m.login.password"] }],
-        "params": {},
-        "session": session,
-    });
-    if let Some(e) = error {
-        body["errcode"] = json!(e.kind().errcode());
-        body["error"] = json!(e.message());
-    }
-    (StatusCode::UNAUTHORIZED, Json(body)).into_response()
-}
-
-/// Check the auth dict: `None` when the caller proved their password, else the 401 to send.
-async fn authorize(core: &Core, device: &Device, auth: Option<AuthDict>) -> Result<Option<Response>, Error> {
-    let Some(auth) = auth else { return Ok(Some(challenge(None, None))) };
-    match auth.kind.as_deref() {
-        Some("m.login.password") => {}
-        Some(other) => return Err(Error::new(ErrorKind::BadRequest, format!("unsupported auth stage '{other}'"))),
-        None => return Ok(Some(challenge(auth.session, None))),
-    }
-    let password = auth.password.unwrap_or_default();
-    match core.accounts.check_password(&device.user_id, &password).await {
-        Ok(()) => Ok(None),
-        Err(e) if e.kind() == ErrorKind::Forbidden => Ok(Some(challenge(auth.session, Some(&e)))),
-        Err(e) => Err(e),
-    }
 }
 
 async fn delete_all_of(core: &Core, device: &Device, ids: Vec<String>) -> Result<(), Error> {

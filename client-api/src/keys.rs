@@ -1,19 +1,23 @@
-//! `POST /_matrix/client/v3/keys/upload`, `POST .../keys/query`, `POST .../keys/claim`
-//! and `GET .../keys/changes`: end-to-end keys of this server's devices.
+//! `POST /_matrix/client/v3/keys/upload`, `POST .../keys/query`, `POST .../keys/claim`,
+//! `GET .../keys/changes`, `POST .../keys/device_signing/upload` (user-interactive auth
+//! with the password unless it sets the first master key or repeats the stored keys)
+//! and `POST .../keys/signatures/upload`: end-to-end keys of this server's users.
 
 use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::extract::State;
+use axum::response::{IntoResponse, Response};
 use ruma::OwnedUserId;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tidings_core::e2ee::UploadKeys;
+use tidings_core::e2ee::{SignatureUploads, SigningKeysUpload, UploadKeys};
 use tidings_core::sync::SyncToken;
 use tidings_core::{Core, Error, ErrorKind};
 
 use crate::error::ApiResult;
 use crate::extract::{Authed, JsonBody, QueryMap};
+use crate::uia::{AuthDict, authorize};
 
 /// Store the caller's device keys, one-time keys and fallback keys; the counts of
 /// its unclaimed one-time keys.
@@ -32,20 +36,49 @@ pub struct QueryBody {
     device_keys: BTreeMap<OwnedUserId, Vec<String>>,
 }
 
-/// The device keys of the named users' devices.
+/// The device keys and cross-signing keys of the named users.
 pub async fn post_query(
     State(core): State<Core>,
-    Authed(_device): Authed,
+    Authed(device): Authed,
     JsonBody(body): JsonBody<QueryBody>,
 ) -> ApiResult<Json<Value>> {
-    let found = core.keys.query(body.device_keys).await?;
-    Ok(Json(json!({
-        "device_keys": found,
-        "failures": {},
-        "master_keys": {},
-        "self_signing_keys": {},
-        "user_signing_keys": {},
-    })))
+    let found = core.keys.query(&device.user_id, body.device_keys).await?;
+    let mut answer = serde_json::to_value(found).map_err(Error::internal)?;
+    answer["failures"] = json!({});
+    Ok(Json(answer))
+}
+
+/// The body of `keys/device_signing/upload`.
+#[derive(Debug, Deserialize)]
+pub struct DeviceSigningBody {
+    #[serde(flatten)]
+    keys: SigningKeysUpload,
+    auth: Option<AuthDict>,
+}
+
+/// Store the caller's cross-signing keys (after user-interactive auth when it replaces keys).
+pub async fn post_device_signing_upload(
+    State(core): State<Core>,
+    Authed(device): Authed,
+    JsonBody(body): JsonBody<DeviceSigningBody>,
+) -> ApiResult<Response> {
+    if core.keys.signing_upload_needs_auth(&device.user_id, &body.keys).await?
+        && let Some(challenge) = authorize(&core, &device, body.auth).await?
+    {
+        return Ok(challenge);
+    }
+    core.keys.upload_signing_keys(&device.user_id, body.keys).await?;
+    Ok(Json(json!({})).into_response())
+}
+
+/// Store signatures onto devices and master keys; what failed, per key.
+pub async fn post_signatures_upload(
+    State(core): State<Core>,
+    Authed(device): Authed,
+    JsonBody(body): JsonBody<SignatureUploads>,
+) -> ApiResult<Json<Value>> {
+    let failures = core.keys.upload_signatures(&device.user_id, body).await?;
+    Ok(Json(json!({ "failures": failures })))
 }
 
 /// The body of a claim.
@@ -64,7 +97,8 @@ pub async fn post_claim(
     Ok(Json(json!({ "one_time_keys": claimed, "failures": {} })))
 }
 
-/// The users sharing a room with the caller whose devices changed between two sync tokens.
+/// The users sharing a room with the caller whose devices changed between two sync
+/// tokens, and those who stopped sharing any room with the caller.
 pub async fn get_changes(
     State(core): State<Core>,
     Authed(device): Authed,
@@ -77,5 +111,6 @@ pub async fn get_changes(
     };
     let (from, to) = (token("from")?, token("to")?);
     let changed = core.keys.changed(&device.user_id, from, to).await?;
-    Ok(Json(json!({ "changed": changed, "left": [] })))
+    let left = core.keys.left(&device.user_id, from, to).await?;
+    Ok(Json(json!({ "changed": changed, "left": left })))
 }

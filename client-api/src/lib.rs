@@ -17,6 +17,7 @@ pub mod push_rules;
 pub mod rooms;
 pub mod sync;
 pub mod to_device;
+pub mod uia;
 pub mod versions;
 pub mod well_known;
 
@@ -115,6 +116,8 @@ fn client_state_routes() -> Router<ClientState> {
         .route("/keys/query", post(keys::post_query))
         .route("/keys/claim", post(keys::post_claim))
         .route("/keys/changes", get(keys::get_changes))
+        .route("/keys/device_signing/upload", post(keys::post_device_signing_upload))
+        .route("/keys/signatures/upload", post(keys::post_signatures_upload))
         .route("/sendToDevice/{kind}/{txn_id}", put(to_device::put_send_to_device))
 }
 

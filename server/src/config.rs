@@ -253,6 +253,9 @@ impl Config {
         if self.media.quota_bytes_per_user == 0 {
             return Err("media.quota_bytes_per_user must be above 0".into());
         }
+        if self.media.max_thumbnail_source_bytes == 0 || self.media.max_thumbnail_source_pixels == 0 {
+            return Err("media.max_thumbnail_source_bytes and media.max_thumbnail_source_pixels must be above 0".into());
+        }
         if let Some(url) = &self.client.base_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {
@@ -265,8 +268,10 @@ impl Config {
                 .into());
         }
         let e = &self.e2ee;
-        if e.max_one_time_keys_per_device == 0 || e.max_to_device_queue == 0 {
-            return Err("e2ee.max_one_time_keys_per_device and e2ee.max_to_device_queue must be above 0".into());
+        if e.max_one_time_keys_per_device == 0 || e.max_to_device_queue == 0 || e.max_signatures_per_key == 0 {
+            return Err("e2ee.max_one_time_keys_per_device, e2ee.max_to_device_queue and e2ee.max_signatures_per_key \
+                        must be above 0"
+                .into());
         }
         if e.max_to_device_bytes < 1024 || e.max_device_keys_bytes < 1024 {
             return Err("e2ee.max_to_device_bytes and e2ee.max_device_keys_bytes must be at least 1024".into());

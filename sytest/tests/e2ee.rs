@@ -273,3 +273,259 @@ async fn device_changes_reach_the_users_who_share_a_room_and_nobody_else() {
     let carols = carol.sync(Some(&carol_since), 10_000).await;
     assert_eq!(carols["device_lists"]["changed"], json!([carol.user_id]), "{carols}");
 }
+
+/// An ed25519 key of a test, made from a fixed seed, that signs JSON as Matrix does.
+struct Ed25519(ed25519_dalek::SigningKey);
+
+impl Ed25519 {
+    fn new(seed: u8) -> Self {
+        Self(ed25519_dalek::SigningKey::from_bytes(&[seed; 32]))
+    }
+
+    /// The public key, unpadded base64.
+    fn public(&self) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD_NO_PAD.encode(self.0.verifying_key().as_bytes())
+    }
+
+    /// Add `signatures.{user}.{key_id}` over the canonical JSON of `object`.
+    fn sign(&self, object: &mut Value, user: &str, key_id: &str) {
+        use base64::Engine;
+        use ed25519_dalek::Signer;
+        let Ok(ruma::CanonicalJsonValue::Object(canonical)) = ruma::CanonicalJsonValue::try_from(object.clone()) else {
+            panic!("not canonical JSON: {object}")
+        };
+        let text = ruma::signatures::to_canonical_json_string_for_signing(&canonical).expect("canonical");
+        let signature =
+            base64::engine::general_purpose::STANDARD_NO_PAD.encode(self.0.sign(text.as_bytes()).to_bytes());
+        if !object["signatures"].is_object() {
+            object["signatures"] = json!({});
+        }
+        if !object["signatures"][user].is_object() {
+            object["signatures"][user] = json!({});
+        }
+        object["signatures"][user][key_id] = json!(signature);
+    }
+}
+
+/// `keys/query` by `who` for all of `target`'s keys.
+async fn query_keys(who: &Session, target: &Session) -> Value {
+    let (status, answer) =
+        who.post(&format!("{V3}/keys/query"), json!({"device_keys": {target.user_id.clone(): []}})).await;
+    assert_eq!(status, 200, "{answer}");
+    answer
+}
+
+/// Device keys with a real ed25519 key, signed by it.
+fn signed_device_keys(s: &Session, key: &Ed25519) -> Value {
+    let mut keys = json!({
+        "user_id": s.user_id,
+        "device_id": s.device_id,
+        "algorithms": ["m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"],
+        "keys": {
+            format!("curve25519:{}", s.device_id): "identity-key-of-".to_owned() + &s.device_id,
+            format!("ed25519:{}", s.device_id): key.public(),
+        },
+    });
+    key.sign(&mut keys, &s.user_id, &format!("ed25519:{}", s.device_id));
+    keys
+}
+
+/// A cross-signing key of `usage` for `user`, signed by `master` unless it is the master key.
+fn cross_signing_key(user: &str, usage: &str, key: &Ed25519, master: Option<&Ed25519>) -> Value {
+    let mut value = json!({
+        "user_id": user,
+        "usage": [usage],
+        "keys": { format!("ed25519:{}", key.public()): key.public() },
+    });
+    if let Some(master) = master {
+        master.sign(&mut value, user, &format!("ed25519:{}", master.public()));
+    }
+    value
+}
+
+#[tokio::test]
+async fn cross_signing_keys_need_the_password_to_replace_and_signatures_are_verified_and_merged() {
+    let hs = TestServer::start(ServerOptions::default()).await;
+    let alice = hs.register("alice", "alice-pw").await;
+    let bob = hs.register("bob", "bob-pw").await;
+    let carol = hs.register("carol", "carol-pw").await;
+    let (status, created) = alice.post(&format!("{V3}/createRoom"), json!({"invite": [bob.user_id.clone()]})).await;
+    assert_eq!(status, 200, "{created}");
+    let room_id = created["room_id"].as_str().expect("room_id").to_owned();
+    let (status, _) = bob.post(&format!("{V3}/join/{}", tidings_sytest::encode_component(&room_id)), json!({})).await;
+    assert_eq!(status, 200);
+    let alice_device = Ed25519::new(1);
+    upload(&alice, json!({"device_keys": signed_device_keys(&alice, &alice_device)})).await;
+    let bob_since = bob.sync(None, 0).await["next_batch"].as_str().expect("next_batch").to_owned();
+
+    // The first upload needs no password (there is no master key yet).
+    let (master, ssk, usk) = (Ed25519::new(10), Ed25519::new(11), Ed25519::new(12));
+    let keys = json!({
+        "master_key": cross_signing_key(&alice.user_id, "master", &master, None),
+        "self_signing_key": cross_signing_key(&alice.user_id, "self_signing", &ssk, Some(&master)),
+        "user_signing_key": cross_signing_key(&alice.user_id, "user_signing", &usk, Some(&master)),
+    });
+    let (status, answer) = alice.post(&format!("{V3}/keys/device_signing/upload"), keys.clone()).await;
+    assert_eq!((status, answer), (200, json!({})));
+    let seen = bob.sync(Some(&bob_since), 10_000).await;
+    assert!(
+        seen["device_lists"]["changed"].as_array().is_some_and(|c| c.iter().any(|u| u == alice.user_id.as_str())),
+        "a cross-signing change is a device-list change: {seen}"
+    );
+    // The same keys again (a retry) need no password either.
+    let (status, _) = alice.post(&format!("{V3}/keys/device_signing/upload"), keys.clone()).await;
+    assert_eq!(status, 200);
+
+    let by_bob = query_keys(&bob, &alice).await;
+    assert_eq!(by_bob["master_keys"][&alice.user_id], keys["master_key"], "{by_bob}");
+    assert_eq!(by_bob["self_signing_keys"][&alice.user_id], keys["self_signing_key"], "{by_bob}");
+    assert_eq!(by_bob["user_signing_keys"], json!({}), "only alice sees her user-signing key: {by_bob}");
+    let by_alice = query_keys(&alice, &alice).await;
+    assert_eq!(by_alice["user_signing_keys"][&alice.user_id], keys["user_signing_key"], "{by_alice}");
+
+    // Alice signs her device with her self-signing key; everyone sees the signature.
+    let mut device = signed_device_keys(&alice, &alice_device);
+    let ssk_id = format!("ed25519:{}", ssk.public());
+    ssk.sign(&mut device, &alice.user_id, &ssk_id);
+    let (status, answer) = alice
+        .post(
+            &format!("{V3}/keys/signatures/upload"),
+            json!({alice.user_id.clone(): {alice.device_id.clone(): device}}),
+        )
+        .await;
+    assert_eq!((status, answer.clone()), (200, json!({"failures": {}})), "{answer}");
+    let by_bob = query_keys(&bob, &alice).await;
+    let sigs = &by_bob["device_keys"][&alice.user_id][&alice.device_id]["signatures"][&alice.user_id];
+    assert!(sigs[&ssk_id].is_string() && sigs[format!("ed25519:{}", alice.device_id)].is_string(), "{by_bob}");
+
+    // A signature by a key that is not hers, or of an object that differs from the
+    // stored one, is refused.
+    let mut forged = signed_device_keys(&alice, &alice_device);
+    Ed25519::new(99).sign(&mut forged, &alice.user_id, &ssk_id);
+    let mut altered = signed_device_keys(&alice, &alice_device);
+    altered["algorithms"] = json!(["m.olm.v1.curve25519-aes-sha2"]);
+    ssk.sign(&mut altered, &alice.user_id, &ssk_id);
+    let (_, answer) = alice
+        .post(
+            &format!("{V3}/keys/signatures/upload"),
+            json!({alice.user_id.clone(): {alice.device_id.clone(): forged}}),
+        )
+        .await;
+    assert_eq!(answer["failures"][&alice.user_id][&alice.device_id]["errcode"], "M_INVALID_SIGNATURE", "{answer}");
+    let (_, answer) = alice
+        .post(
+            &format!("{V3}/keys/signatures/upload"),
+            json!({alice.user_id.clone(): {alice.device_id.clone(): altered}}),
+        )
+        .await;
+    assert_eq!(answer["failures"][&alice.user_id][&alice.device_id]["errcode"], "M_INVALID_PARAM", "{answer}");
+
+    // Bob signs alice's master key with his user-signing key: bob sees it, carol not.
+    let (bob_master, bob_usk) = (Ed25519::new(30), Ed25519::new(31));
+    let (status, _) = bob
+        .post(
+            &format!("{V3}/keys/device_signing/upload"),
+            json!({
+                "master_key": cross_signing_key(&bob.user_id, "master", &bob_master, None),
+                "user_signing_key": cross_signing_key(&bob.user_id, "user_signing", &bob_usk, Some(&bob_master)),
+            }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let mut alices_master = keys["master_key"].clone();
+    let bob_usk_id = format!("ed25519:{}", bob_usk.public());
+    bob_usk.sign(&mut alices_master, &bob.user_id, &bob_usk_id);
+    let (status, answer) = bob
+        .post(&format!("{V3}/keys/signatures/upload"), json!({alice.user_id.clone(): {master.public(): alices_master}}))
+        .await;
+    assert_eq!((status, answer.clone()), (200, json!({"failures": {}})), "{answer}");
+    let by_bob = query_keys(&bob, &alice).await;
+    assert!(by_bob["master_keys"][&alice.user_id]["signatures"][&bob.user_id][&bob_usk_id].is_string(), "{by_bob}");
+    let by_carol = query_keys(&carol, &alice).await;
+    assert!(by_carol["master_keys"][&alice.user_id]["signatures"].get(&bob.user_id).is_none(), "{by_carol}");
+
+    // A self-signing key the master key did not sign is refused.
+    let (status, answer) = alice
+        .post(
+            &format!("{V3}/keys/device_signing/upload"),
+            json!({"self_signing_key": cross_signing_key(&alice.user_id, "self_signing", &Ed25519::new(13), Some(&Ed25519::new(14)))}),
+        )
+        .await;
+    assert_eq!(status, 401, "a new key needs the password first: {answer}");
+    let (status, answer) = alice
+        .post(
+            &format!("{V3}/keys/device_signing/upload"),
+            json!({"self_signing_key": cross_signing_key(&alice.user_id, "self_signing", &Ed25519::new(13), Some(&Ed25519::new(14))),
+                   "auth": {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"}, "password": "alice-pw"}}),
+        )
+        .await;
+    assert_matrix_error(&(status, answer), 400, "M_INVALID_SIGNATURE");
+
+    // Replacing the master key: 401 with the password flow, a wrong password is
+    // refused, the right one stores it.
+    let new_master = Ed25519::new(20);
+    let replace = json!({"master_key": cross_signing_key(&alice.user_id, "master", &new_master, None)});
+    let (status, challenge) = alice.post(&format!("{V3}/keys/device_signing/upload"), replace.clone()).await;
+    assert_eq!(status, 401, "{challenge}");
+    assert_eq!(challenge["flows"], json!([{"stages": ["m.login.password"]}]), "{challenge}");
+    let session = challenge["session"].as_str().expect("session").to_owned();
+    let mut wrong = replace.clone();
+    wrong["auth"] = json!({"type": "m.login.password", "session": session, "user": "alice", "password": "nope"});
+    let (status, refused) = alice.post(&format!("{V3}/keys/device_signing/upload"), wrong).await;
+    assert_eq!((status, refused["errcode"].clone()), (401, json!("M_FORBIDDEN")), "{refused}");
+    assert_eq!(query_keys(&carol, &alice).await["master_keys"][&alice.user_id], keys["master_key"], "nothing changed");
+    let mut right = replace.clone();
+    right["auth"] = json!({"type": "m.login.password", "session": session, "user": "alice", "password": "alice-pw"});
+    let (status, _) = alice.post(&format!("{V3}/keys/device_signing/upload"), right).await;
+    assert_eq!(status, 200);
+    let after = query_keys(&bob, &alice).await;
+    assert_eq!(after["master_keys"][&alice.user_id], replace["master_key"], "{after}");
+    assert!(
+        after["self_signing_keys"].get(&alice.user_id).is_none(),
+        "the self-signing key the old master key signed is dropped: {after}"
+    );
+}
+
+#[tokio::test]
+async fn device_lists_left_names_who_no_longer_shares_any_room() {
+    let hs = TestServer::start(ServerOptions::default()).await;
+    let alice = hs.register("alice", "alice-pw").await;
+    let bob = hs.register("bob", "bob-pw").await;
+    let mut rooms = Vec::new();
+    for _ in 0..2 {
+        let (status, created) = alice.post(&format!("{V3}/createRoom"), json!({"invite": [bob.user_id.clone()]})).await;
+        assert_eq!(status, 200, "{created}");
+        let room_id = created["room_id"].as_str().expect("room_id").to_owned();
+        let (status, _) =
+            bob.post(&format!("{V3}/join/{}", tidings_sytest::encode_component(&room_id)), json!({})).await;
+        assert_eq!(status, 200);
+        rooms.push(room_id);
+    }
+    let since = alice.sync(None, 0).await["next_batch"].as_str().expect("next_batch").to_owned();
+    let leave = |room: &str| {
+        let path = format!("{V3}/rooms/{}/leave", tidings_sytest::encode_component(room));
+        let bob = &bob;
+        async move {
+            let (status, body) = bob.post(&path, json!({})).await;
+            assert_eq!(status, 200, "{body}");
+        }
+    };
+
+    // Bob leaves one room: he still shares the other, so he has not left.
+    leave(&rooms[0]).await;
+    let first = alice.sync(Some(&since), 10_000).await;
+    assert!(first["rooms"]["join"][&rooms[0]]["timeline"]["events"].is_array(), "the leave woke alice: {first}");
+    assert!(first["device_lists"]["left"].as_array().is_none_or(|l| l.is_empty()), "{first}");
+    let mid = first["next_batch"].as_str().expect("next_batch").to_owned();
+
+    // He leaves the second: now he shares nothing with alice.
+    leave(&rooms[1]).await;
+    let second = alice.sync(Some(&mid), 10_000).await;
+    assert_eq!(second["device_lists"]["left"], json!([bob.user_id]), "{second}");
+    let upto = second["next_batch"].as_str().expect("next_batch").to_owned();
+    let (status, changes) = alice.get(&format!("{V3}/keys/changes?from={since}&to={upto}")).await;
+    assert_eq!((status, changes["left"].clone()), (200, json!([bob.user_id])), "{changes}");
+    let (_, later) = alice.get(&format!("{V3}/keys/changes?from={upto}&to={upto}")).await;
+    assert_eq!(later["left"], json!([]), "{later}");
+}

@@ -3,6 +3,9 @@
 //! while streaming, the per-user quota, safe serving headers, and uploads kept
 //! across a restart.
 
+use std::io::Cursor;
+
+use image::{ImageFormat, Rgb, RgbImage};
 use serde_json::json;
 use tidings_sytest::{Method, ServerOptions, Session, TestServer, assert_matrix_error};
 
@@ -48,16 +51,6 @@ async fn media_round_trips_on_both_paths_with_safe_headers_and_survives_a_restar
     assert_eq!(legacy.status, 200);
     assert_eq!(legacy.body, png);
     assert_eq!(legacy.header("content-disposition"), Some("inline; filename*=utf-8''other.png"));
-    let thumb = bob
-        .client()
-        .raw(
-            Method::GET,
-            &format!("/_matrix/client/v1/media/thumbnail/{server}/{id}?width=32&height=32&method=scale"),
-            &[("authorization", &bearer)],
-            Vec::new(),
-        )
-        .await;
-    assert_eq!((thumb.status, thumb.body.len()), (200, png.len()), "a thumbnail is the image itself (not scaled)");
 
     // HTML is never served inline.
     let up =
@@ -67,9 +60,16 @@ async fn media_round_trips_on_both_paths_with_safe_headers_and_survives_a_restar
     let html =
         hs.client().raw(Method::GET, &format!("/_matrix/media/v3/download/{server}/{html_id}"), &[], Vec::new()).await;
     assert_eq!(html.header("content-disposition"), Some("attachment"));
-    let no_thumb =
-        hs.client().raw(Method::GET, &format!("/_matrix/media/v3/thumbnail/{server}/{html_id}"), &[], Vec::new()).await;
-    assert_eq!(no_thumb.status, 404);
+    let no_thumb = hs
+        .client()
+        .raw(
+            Method::GET,
+            &format!("/_matrix/media/v3/thumbnail/{server}/{html_id}?width=32&height=32"),
+            &[],
+            Vec::new(),
+        )
+        .await;
+    assert_matrix_error(&(no_thumb.status, no_thumb.json()), 400, "M_UNKNOWN");
 
     let missing = hs.client().get(&format!("/_matrix/media/v3/download/{server}/nothing")).await;
     assert_matrix_error(&missing, 404, "M_NOT_FOUND");
@@ -83,6 +83,123 @@ async fn media_round_trips_on_both_paths_with_safe_headers_and_survives_a_restar
     let after =
         hs.client().raw(Method::GET, &format!("/_matrix/media/v3/download/{server}/{id}"), &[], Vec::new()).await;
     assert_eq!((after.status, after.body == png), (200, true), "an acknowledged upload survives kill -9");
+}
+
+/// A `width` × `height` image in `format`: a red left half and a blue right half.
+fn picture(width: u32, height: u32, format: ImageFormat) -> Vec<u8> {
+    let img = RgbImage::from_fn(width, height, |x, _| if x < width / 2 { Rgb([255, 0, 0]) } else { Rgb([0, 0, 255]) });
+    let mut out = Cursor::new(Vec::new());
+    img.write_to(&mut out, format).expect("encode");
+    out.into_inner()
+}
+
+/// A PNG whose header declares `width` × `height` but that carries no pixels: what a
+/// decompression bomb looks like before it is inflated.
+fn declared_png(width: u32, height: u32) -> Vec<u8> {
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut crc = 0xffff_ffffu32;
+        for &b in bytes {
+            crc ^= u32::from(b);
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
+            }
+        }
+        !crc
+    }
+    let chunk = |kind: &[u8], data: &[u8]| {
+        let mut c = (data.len() as u32).to_be_bytes().to_vec();
+        let mut body = kind.to_vec();
+        body.extend_from_slice(data);
+        c.extend_from_slice(&body);
+        c.extend_from_slice(&crc32(&body).to_be_bytes());
+        c
+    };
+    let mut ihdr = width.to_be_bytes().to_vec();
+    ihdr.extend_from_slice(&height.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]); // 8-bit RGB
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend(chunk(b"IHDR", &ihdr));
+    // A few bytes of deflate (an empty zlib stream): a real bomb would inflate here.
+    png.extend(chunk(b"IDAT", &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]));
+    png.extend(chunk(b"IEND", &[]));
+    png
+}
+
+#[tokio::test]
+async fn thumbnails_are_scaled_or_cropped_cached_and_bounded() {
+    let hs =
+        TestServer::start(ServerOptions::default().with_key("media", "max_thumbnail_source_pixels", "1000000")).await;
+    let alice = hs.register("alice", "alice-pw").await;
+    let bearer = format!("Bearer {}", alice.access_token);
+    let up = upload(&alice, "/_matrix/client/v1/media/upload", "image/png", picture(200, 100, ImageFormat::Png)).await;
+    assert_eq!(up.status, 200, "{}", up.text());
+    let (server, id) = mxc_parts(up.json()["content_uri"].as_str().expect("uri"));
+    let thumb = |query: String, authed: bool| {
+        let (alice, bearer, server, id) = (&alice, &bearer, &server, &id);
+        async move {
+            let (path, headers): (String, Vec<(&str, &str)>) = if authed {
+                (format!("/_matrix/client/v1/media/thumbnail/{server}/{id}?{query}"), vec![("authorization", bearer)])
+            } else {
+                (format!("/_matrix/media/v3/thumbnail/{server}/{id}?{query}"), vec![])
+            };
+            alice.client().raw(Method::GET, &path, &headers, Vec::new()).await
+        }
+    };
+    let decode = |r: &tidings_sytest::RawResponse| {
+        assert_eq!(r.status, 200, "{}", r.text());
+        image::load_from_memory(&r.body).expect("the thumbnail is an image").to_rgb8()
+    };
+
+    // Scale fits inside the box, keeping the aspect ratio (2:1).
+    let scaled = thumb("width=64&height=64&method=scale".into(), true).await;
+    assert_eq!(scaled.header("content-type"), Some("image/png"));
+    let img = decode(&scaled);
+    assert_eq!(img.dimensions(), (64, 32));
+    assert!(img.get_pixel(2, 16)[0] > 200 && img.get_pixel(61, 16)[2] > 200, "red stays left, blue right");
+    // Crop fills the box: the middle 50x50 of the image scaled to 100x50.
+    let cropped = decode(&thumb("width=50&height=50&method=crop".into(), false).await);
+    assert_eq!(cropped.dimensions(), (50, 50));
+    assert!(cropped.get_pixel(2, 25)[0] > 200 && cropped.get_pixel(47, 25)[2] > 200);
+    // `method` defaults to scale; a box larger than the image does not upscale it.
+    assert_eq!(decode(&thumb("width=800&height=600".into(), true).await).dimensions(), (200, 100));
+    // The second request is served from the cache: the same bytes.
+    let again = thumb("width=64&height=64&method=scale".into(), true).await;
+    assert_eq!(again.body, scaled.body);
+
+    // A JPEG stays a JPEG.
+    let up = upload(&alice, "/_matrix/media/v3/upload", "image/jpeg", picture(300, 300, ImageFormat::Jpeg)).await;
+    let (_, jpeg_id) = mxc_parts(up.json()["content_uri"].as_str().expect("uri"));
+    let jpeg = alice
+        .client()
+        .raw(
+            Method::GET,
+            &format!("/_matrix/client/v1/media/thumbnail/{server}/{jpeg_id}?width=96&height=96&method=crop"),
+            &[("authorization", &bearer)],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(jpeg.header("content-type"), Some("image/jpeg"));
+    assert_eq!(decode(&jpeg).dimensions(), (96, 96));
+
+    // Bad parameters.
+    let r = thumb("width=64".into(), true).await;
+    assert_matrix_error(&(r.status, r.json()), 400, "M_MISSING_PARAM");
+    let r = thumb("width=0&height=10".into(), true).await;
+    assert_matrix_error(&(r.status, r.json()), 400, "M_INVALID_PARAM");
+    let r = thumb("width=10&height=10&method=stretch".into(), true).await;
+    assert_matrix_error(&(r.status, r.json()), 400, "M_INVALID_PARAM");
+
+    // A header that declares 60000x60000 pixels is refused without decoding, and the
+    // server still answers.
+    let up = upload(&alice, "/_matrix/media/v3/upload", "image/png", declared_png(60_000, 60_000)).await;
+    let (_, bomb) = mxc_parts(up.json()["content_uri"].as_str().expect("uri"));
+    let r = alice
+        .client()
+        .raw(Method::GET, &format!("/_matrix/media/v3/thumbnail/{server}/{bomb}?width=32&height=32"), &[], Vec::new())
+        .await;
+    assert_matrix_error(&(r.status, r.json()), 413, "M_TOO_LARGE");
+    assert!(r.text().contains("media.max_thumbnail_source_pixels"), "{}", r.text());
+    assert_eq!(decode(&thumb("width=20&height=20".into(), true).await).dimensions(), (20, 10));
 }
 
 #[tokio::test]

@@ -2,7 +2,7 @@
 //! alias, invites, kicks, bans, the auth rules' refusals, idempotent sends, event
 //! IDs as content hashes, pagination both ways, redaction and the bad-input answers.
 
-use tidings_sytest::rooms::{bodies, create_room, invite, join, room_path, send_text, try_send_text};
+use tidings_sytest::rooms::{bodies, create_room, invite, join, room_path, send_event, send_text, try_send_text};
 use tidings_sytest::{ServerOptions, TestServer, Value, assert_matrix_error, encode_component, json};
 
 const PW: &str = "rooms-pw-1";
@@ -94,12 +94,31 @@ async fn a_reused_txn_id_returns_the_first_event_and_sends_nothing() {
     assert_ne!(other_id, first);
     let (_, page) = alice.get(&room_path(&room, "/messages?dir=b&limit=10")).await;
     assert_eq!(bodies(&page["chunk"]), vec!["other device", "once"]);
+    // The repeat of the other device gets its own first event back.
+    assert_eq!(send_text(&other, &room, "same-txn", "other again?").await, other_id);
+
+    // A transaction ID is scoped to its endpoint: the same ID in another room, as
+    // another event type, or to redact, is a new transaction.
+    let second_room = create_room(&alice, json!({})).await;
+    let elsewhere = send_text(&alice, &second_room, "same-txn", "second room").await;
+    assert_ne!(elsewhere, first);
+    let notice = send_event(&alice, &room, "m.notice.test", "same-txn", json!({"body": "another type"})).await;
+    assert_ne!(notice, first);
+    let redact_path = room_path(&room, &format!("/redact/{}/same-txn", encode_component(&notice)));
+    let (status, redaction) = alice.put(&redact_path, json!({})).await;
+    assert_eq!(status, 200, "{redaction}");
+    assert!(![first.as_str(), notice.as_str()].contains(&redaction["event_id"].as_str().unwrap_or("")), "{redaction}");
+    let (_, page) = alice.get(&room_path(&second_room, "/messages?dir=b&limit=1")).await;
+    assert_eq!(bodies(&page["chunk"]), vec!["second room"]);
 
     // The same after a restart on the same data_dir.
     let mut hs = hs;
     hs.restart().await;
     let alice = hs.client().session(&alice.user_id, &alice.access_token, &alice.device_id);
     assert_eq!(send_text(&alice, &room, "same-txn", "after restart").await, first);
+    assert_eq!(send_text(&alice, &second_room, "same-txn", "after restart").await, elsewhere);
+    let (_, again) = alice.put(&redact_path, json!({})).await;
+    assert_eq!(again["event_id"], redaction["event_id"], "{again}");
 }
 
 #[tokio::test]

@@ -217,8 +217,10 @@ pub struct E2eeConfig {
     pub max_to_device_queue: u64,
     /// One to-device message's content is at most this many bytes of JSON.
     pub max_to_device_bytes: usize,
-    /// One device's signed device keys are at most this many bytes of JSON.
+    /// One device's signed device keys (or one cross-signing key) are at most this many bytes of JSON.
     pub max_device_keys_bytes: usize,
+    /// One device or master key carries at most this many uploaded signatures.
+    pub max_signatures_per_key: u64,
 }
 
 impl Default for E2eeConfig {
@@ -228,6 +230,7 @@ impl Default for E2eeConfig {
             max_to_device_queue: 1000,
             max_to_device_bytes: 65_536,
             max_device_keys_bytes: 16_384,
+            max_signatures_per_key: 100,
         }
     }
 }
@@ -239,6 +242,11 @@ impl Default for E2eeConfig {
 pub struct MediaConfig {
     /// Bytes one user may have uploaded in total; an upload past it gets 413 `M_TOO_LARGE`.
     pub quota_bytes_per_user: u64,
+    /// An image file larger than this is not thumbnailed (413 `M_TOO_LARGE`).
+    pub max_thumbnail_source_bytes: u64,
+    /// An image whose header declares more pixels (width × height) than this is not
+    /// decoded for a thumbnail (413 `M_TOO_LARGE`); it bounds a thumbnail's memory.
+    pub max_thumbnail_source_pixels: u64,
     /// Larger uploads get 413 `M_TOO_LARGE` (top-level `max_upload_bytes`).
     #[serde(skip)]
     pub max_upload_bytes: u64,
@@ -246,7 +254,12 @@ pub struct MediaConfig {
 
 impl Default for MediaConfig {
     fn default() -> Self {
-        Self { quota_bytes_per_user: 1_073_741_824, max_upload_bytes: 52_428_800 }
+        Self {
+            quota_bytes_per_user: 1_073_741_824,
+            max_thumbnail_source_bytes: 20_971_520,
+            max_thumbnail_source_pixels: 16_777_216,
+            max_upload_bytes: 52_428_800,
+        }
     }
 }
 

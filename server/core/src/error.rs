@@ -50,6 +50,8 @@ pub enum ErrorKind {
     RoomInUse,
     /// The server does not support the room version asked for (`M_UNSUPPORTED_ROOM_VERSION`, 400).
     UnsupportedRoomVersion,
+    /// A signature does not verify (`M_INVALID_SIGNATURE`, 400).
+    InvalidSignature,
     /// Something went wrong on our side; the detail is logged, not shown.
     Unknown,
 }
@@ -75,6 +77,7 @@ impl ErrorKind {
             ErrorKind::UserInteractiveAuth => "M_FORBIDDEN",
             ErrorKind::RoomInUse => "M_ROOM_IN_USE",
             ErrorKind::UnsupportedRoomVersion => "M_UNSUPPORTED_ROOM_VERSION",
+            ErrorKind::InvalidSignature => "M_INVALID_SIGNATURE",
             ErrorKind::BadRequest | ErrorKind::Unknown => "M_UNKNOWN",
         }
     }
@@ -94,7 +97,8 @@ impl ErrorKind {
             | ErrorKind::InvalidUsername
             | ErrorKind::BadRequest
             | ErrorKind::RoomInUse
-            | ErrorKind::UnsupportedRoomVersion => 400,
+            | ErrorKind::UnsupportedRoomVersion
+            | ErrorKind::InvalidSignature => 400,
             ErrorKind::TooLarge => 413,
             ErrorKind::LimitExceeded { .. } => 429,
             ErrorKind::Unrecognized { status } => *status,

@@ -15,7 +15,7 @@ use crate::rooms::service::RoomService;
 use crate::sync::BoxFuture;
 
 /// Room memberships as E2EE's [`SharedRooms`]: everyone joined to or invited into a
-/// room `user` is joined to, and `user`.
+/// room `user` is joined to, and `user`; and who stopped being one of them.
 #[derive(Debug)]
 pub struct RoomMembers(pub Arc<RoomService>);
 
@@ -32,6 +32,22 @@ impl SharedRooms for RoomMembers {
             users.sort();
             users.dedup();
             Ok(users)
+        })
+    }
+
+    fn users_no_longer_sharing<'a>(
+        &'a self,
+        user: &'a UserId,
+        since: u64,
+        upto: u64,
+    ) -> BoxFuture<'a, Result<Vec<OwnedUserId>>> {
+        Box::pin(async move {
+            let then = self.0.shared_before_a_change(user, since, upto).await?;
+            if then.is_empty() {
+                return Ok(then);
+            }
+            let now = self.users_sharing_with(user).await?;
+            Ok(then.into_iter().filter(|u| !now.contains(u)).collect())
         })
     }
 }

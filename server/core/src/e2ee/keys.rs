@@ -14,6 +14,7 @@ use ruma::{OwnedUserId, UserId};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use super::cross_signing::KeyQueryAnswer;
 use super::shared_rooms::SharedRooms;
 use super::write_at;
 use crate::accounts::Device;
@@ -59,12 +60,12 @@ fn algorithm_of(key_id: &str) -> Result<&str> {
 /// Keys of every device.
 #[derive(Debug)]
 pub struct KeyService {
-    db: Db,
-    positions: Arc<Positions>,
-    notifier: Arc<Notifier>,
-    shared: Arc<dyn SharedRooms>,
-    server_name: String,
-    config: E2eeConfig,
+    pub(super) db: Db,
+    pub(super) positions: Arc<Positions>,
+    pub(super) notifier: Arc<Notifier>,
+    pub(super) shared: Arc<dyn SharedRooms>,
+    pub(super) server_name: String,
+    pub(super) config: E2eeConfig,
 }
 
 impl KeyService {
@@ -164,17 +165,19 @@ impl KeyService {
     }
 
     /// The device keys of the named devices (all of a user's for an empty list),
-    /// each with `unsigned.device_display_name`. Users of other servers are left out
-    /// (keys do not cross servers yet).
-    pub async fn query(&self, wanted: BTreeMap<OwnedUserId, Vec<String>>) -> Result<QueriedKeys> {
+    /// each with `unsigned.device_display_name` and the signatures uploaded onto it,
+    /// and the users' cross-signing keys as `querier` may see them. Users of other
+    /// servers are left out (keys do not cross servers yet).
+    pub async fn query(&self, querier: &UserId, wanted: BTreeMap<OwnedUserId, Vec<String>>) -> Result<KeyQueryAnswer> {
         if wanted.len() > MAX_USERS_PER_REQUEST {
             return Err(Error::invalid_param(format!("one query names at most {MAX_USERS_PER_REQUEST} users")));
         }
         let wanted: Vec<(OwnedUserId, Vec<String>)> =
             wanted.into_iter().filter(|(u, _)| is_local(u, &self.server_name)).collect();
+        let querier = querier.to_owned();
         self.db
             .read(move |s| {
-                let mut out = QueriedKeys::new();
+                let mut out = KeyQueryAnswer::default();
                 for (user, devices) in wanted {
                     let names: BTreeMap<String, Option<String>> = s.devices_of(user.as_str())?.into_iter().collect();
                     let mut found = Map::new();
@@ -189,7 +192,8 @@ impl KeyService {
                         }
                         found.insert(device_id, keys);
                     }
-                    out.insert(user, found);
+                    KeyService::query_cross_signing(s, &querier, &user, &mut found, &mut out)?;
+                    out.device_keys.insert(user, found);
                 }
                 Ok(out)
             })
@@ -237,6 +241,11 @@ impl KeyService {
         let shared = self.shared.users_sharing_with(user).await?;
         let changed = self.db.read(move |s| s.device_lists_changed_between(since, upto)).await?;
         Ok(shared.into_iter().filter(|u| changed.iter().any(|c| c == u.as_str())).collect())
+    }
+
+    /// The users who shared a room with `user` at `since` and share none now.
+    pub async fn left(&self, user: &UserId, since: u64, upto: u64) -> Result<Vec<OwnedUserId>> {
+        self.shared.users_no_longer_sharing(user, since, upto).await
     }
 
     /// The unclaimed one-time keys per algorithm and the unused fallback key

@@ -1,16 +1,19 @@
 //! End-to-end encryption's server side: device keys, one-time and fallback keys
-//! (`keys/upload`, `keys/query`, `keys/claim`, `keys/changes`), to-device messages
+//! (`keys/upload`, `keys/query`, `keys/claim`, `keys/changes`), cross-signing keys
+//! and signatures (`keys/device_signing/upload`, `keys/signatures/upload`), to-device messages
 //! (`sendToDevice`), and their parts of `/sync` (`to_device`, `device_lists`,
 //! `device_one_time_keys_count`, `device_unused_fallback_key_types`), each a
 //! [`crate::sync::Source`] on the one stream. The server stores what devices upload
 //! as they signed it and never reads an encrypted payload.
 
+mod cross_signing;
 mod keys;
 mod shared_rooms;
 mod sources;
 mod to_device;
 mod write;
 
+pub use cross_signing::{KeyQueryAnswer, SignatureFailures, SignatureUploads, SigningKeysUpload};
 pub use keys::{ClaimedKeys, KeyService, QueriedKeys, UploadKeys};
 pub use shared_rooms::{SelfOnly, SharedRooms};
 pub use sources::{DeviceListsSource, KeyCountsSource, ToDeviceSource};

@@ -1,8 +1,9 @@
 //! The E2EE parts of `/sync`, each a source on the one stream:
 //! - [`ToDeviceSource`]: `to_device.events` for the syncing device;
 //! - [`DeviceListsSource`]: `device_lists.changed`, the users sharing a room with the
-//!   syncing user whose devices changed in the range (incremental syncs only;
-//!   `left` needs room memberships and stays empty until rooms merge);
+//!   syncing user whose devices (or cross-signing keys) changed in the range, and
+//!   `device_lists.left`, those who stopped sharing any room with them (incremental
+//!   syncs only);
 //! - [`KeyCountsSource`]: `device_one_time_keys_count` and
 //!   `device_unused_fallback_key_types` of the syncing device, in every answer.
 
@@ -64,6 +65,7 @@ impl Source for DeviceListsSource {
         Box::pin(async move {
             let Some(since) = range.since else { return Ok(()) };
             out.device_lists.changed = self.0.changed(user, since, range.upto).await?;
+            out.device_lists.left = self.0.left(user, since, range.upto).await?;
             Ok(())
         })
     }

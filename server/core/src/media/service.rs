@@ -6,6 +6,7 @@ use rand::Rng;
 use ruma::UserId;
 
 use super::files::Upload;
+use super::thumbnail::{DecodeBounds, Thumbnail, ThumbnailSpec, thumbnail_blocking};
 use crate::clock::SharedClock;
 use crate::config::MediaConfig;
 use crate::error::{Error, ErrorKind, Result};
@@ -32,13 +33,25 @@ pub struct MediaService {
     dir: PathBuf,
     server_name: String,
     config: MediaConfig,
+    /// One thumbnail is made at a time: it bounds the memory decoding takes, and a
+    /// second request for the same one finds it in the cache once it waited.
+    thumbnailing: tokio::sync::Semaphore,
 }
 
 impl MediaService {
     /// Media under `dir` (created when missing), bounded by `config`.
     pub fn new(db: Db, clock: SharedClock, dir: PathBuf, server_name: &str, config: &MediaConfig) -> Result<Self> {
-        std::fs::create_dir_all(&dir).map_err(|e| Error::internal(format!("cannot create {}: {e}", dir.display())))?;
-        Ok(Self { db, clock, dir, server_name: server_name.to_owned(), config: config.clone() })
+        let thumbs = dir.join("thumbnails");
+        std::fs::create_dir_all(&thumbs)
+            .map_err(|e| Error::internal(format!("cannot create {}: {e}", thumbs.display())))?;
+        Ok(Self {
+            db,
+            clock,
+            dir,
+            server_name: server_name.to_owned(),
+            config: config.clone(),
+            thumbnailing: tokio::sync::Semaphore::new(1),
+        })
     }
 
     /// The largest upload accepted.
@@ -123,5 +136,23 @@ impl MediaService {
         let row = self.db.read(move |s| s.media_get(&id)).await?.ok_or_else(not_found)?;
         let path = self.dir.join(&row.sha256);
         Ok(StoredMedia { row, path })
+    }
+
+    /// The thumbnail of `media_id` of `server_name` per `spec`: from the cache, or
+    /// made now (bounded by `media.max_thumbnail_source_bytes` and
+    /// `..._pixels`, 413 beyond) and cached. Media that is no image we decode: 400.
+    pub async fn thumbnail(&self, server_name: &str, media_id: &str, spec: ThumbnailSpec) -> Result<Thumbnail> {
+        let media = self.get(server_name, media_id).await?;
+        let _permit = self.thumbnailing.acquire().await.map_err(Error::internal)?;
+        let dir = self.dir.join("thumbnails");
+        let bounds = DecodeBounds {
+            max_bytes: self.config.max_thumbnail_source_bytes,
+            max_pixels: self.config.max_thumbnail_source_pixels,
+        };
+        tokio::task::spawn_blocking(move || {
+            thumbnail_blocking(&dir, &media.path, &media.row.sha256, media.row.size, &spec, bounds)
+        })
+        .await
+        .map_err(Error::internal)?
     }
 }

@@ -108,13 +108,25 @@ impl Memberships {
     }
 }
 
+/// A client's transaction: the same device sending the same ID to the same endpoint
+/// is a retry (the spec scopes transaction IDs to a device and an endpoint).
+#[derive(Debug, Clone)]
+pub struct Txn {
+    /// The sending device.
+    pub device: String,
+    /// The endpoint without the txnId: `send <room> <type>` or `redact <room> <target>`.
+    pub scope: String,
+    /// The client's transaction ID.
+    pub txn_id: String,
+}
+
 /// An event to append, with the device transaction that asked for it.
 #[derive(Debug, Clone)]
 pub struct Outgoing {
     /// The event.
     pub event: NewEvent,
-    /// `(device_id, txn_id)` of a `PUT .../send` or redaction.
-    pub txn: Option<(String, String)>,
+    /// The transaction of a `PUT .../send` or redaction.
+    pub txn: Option<Txn>,
 }
 
 impl From<NewEvent> for Outgoing {
@@ -260,10 +272,9 @@ impl RoomService {
             return Err(Error::invalid_param("use the redact endpoint to redact"));
         }
         let room = self.joined_room(user, room_id)?;
-        let out = Outgoing {
-            event: NewEvent::message(event_type, content),
-            txn: Some((device.to_owned(), txn_id.to_owned())),
-        };
+        let txn =
+            Txn { device: device.to_owned(), scope: format!("send {room_id} {event_type}"), txn_id: txn_id.to_owned() };
+        let out = Outgoing { event: NewEvent::message(event_type, content), txn: Some(txn) };
         self.append(&room, user, vec![out]).await.and_then(first)
     }
 
@@ -291,7 +302,9 @@ impl RoomService {
         }
         let redacts = OwnedEventId::try_from(target).map_err(|_| Error::invalid_param("bad event ID"))?;
         let event = NewEvent { redacts: Some(redacts), ..NewEvent::message("m.room.redaction", content) };
-        let out = Outgoing { event, txn: Some((device.to_owned(), txn_id.to_owned())) };
+        let txn =
+            Txn { device: device.to_owned(), scope: format!("redact {room_id} {target}"), txn_id: txn_id.to_owned() };
+        let out = Outgoing { event, txn: Some(txn) };
         self.append(&room, user, vec![out]).await.and_then(first)
     }
 
@@ -361,9 +374,9 @@ impl RoomService {
         events: Vec<Outgoing>,
     ) -> Result<Vec<OwnedEventId>> {
         let _order = room.order.lock().await;
-        if let Some((device, txn)) = events.first().and_then(|o| o.txn.clone()) {
+        if let Some(txn) = events.first().and_then(|o| o.txn.clone()) {
             let user = sender.to_string();
-            let known = self.db.read(move |s| s.room_txn(&user, &device, &txn)).await?;
+            let known = self.db.read(move |s| s.room_txn(&user, &txn.device, &txn.scope, &txn.txn_id)).await?;
             if let Some(event_id) = known {
                 return Ok(vec![OwnedEventId::try_from(event_id).map_err(Error::internal)?]);
             }
@@ -385,7 +398,7 @@ impl RoomService {
     ) -> Result<Vec<Staged>> {
         let now = self.clock.now_ms();
         let mut staged = Vec::with_capacity(events.len());
-        let mut writes: Vec<(EventRow, Option<String>)> = Vec::with_capacity(events.len());
+        let mut writes: Vec<(EventRow, Option<String>, Option<String>)> = Vec::with_capacity(events.len());
         for out in events {
             let event = &out.event;
             auth::check(working, sender.as_str(), event)?;
@@ -404,7 +417,7 @@ impl RoomService {
             let built = events::build(event, &place)?;
             let pos = self.positions.reserve_in(unit);
             let relation = events::relation(&event.content);
-            let (txn_device, txn_id) = out.txn.clone().unzip();
+            let (txn_device, txn_id) = out.txn.as_ref().map(|t| (t.device.clone(), t.txn_id.clone())).unzip();
             let row = EventRow {
                 pos,
                 depth,
@@ -421,7 +434,11 @@ impl RoomService {
                 redacted_by: None,
             };
             working.apply(&row, event.content.clone());
-            writes.push((row.clone(), event.redacts.as_ref().map(|r| r.to_string())));
+            writes.push((
+                row.clone(),
+                event.redacts.as_ref().map(|r| r.to_string()),
+                out.txn.as_ref().map(|t| t.scope.clone()),
+            ));
             staged.push(Staged {
                 row,
                 content: event.content.clone(),
@@ -429,10 +446,10 @@ impl RoomService {
             });
         }
         unit.write(move |s| {
-            for (row, redacts) in &writes {
+            for (row, redacts, scope) in &writes {
                 s.room_event_insert(row)?;
-                if let (Some(device), Some(txn)) = (&row.txn_device, &row.txn_id) {
-                    s.room_txn_insert(&row.sender, device, txn, &row.event_id)?;
+                if let (Some(device), Some(scope), Some(txn)) = (&row.txn_device, scope, &row.txn_id) {
+                    s.room_txn_insert(&row.sender, device, scope, txn, &row.event_id)?;
                 }
                 if let Some(target) = redacts {
                     s.room_redaction_insert(target, &row.event_id, row.pos)?;

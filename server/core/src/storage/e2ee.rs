@@ -177,6 +177,7 @@ impl E2eeStore for Connection {
         {
             self.execute(&format!("DELETE FROM {table} WHERE user_id = ?1 AND device_id = ?2"), params![user, device])?;
         }
+        self.execute("DELETE FROM e2ee_signatures WHERE target_user = ?1 AND target_key = ?2", params![user, device])?;
         Ok(())
     }
 

@@ -16,6 +16,7 @@
 
 pub mod accounts;
 pub mod client_state;
+pub mod cross_signing;
 pub mod e2ee;
 pub mod federation;
 pub mod feed_peers;
@@ -35,6 +36,7 @@ use tokio::sync::{Semaphore, oneshot};
 
 pub use accounts::AccountStore;
 pub use client_state::ClientStateStore;
+pub use cross_signing::CrossSigningStore;
 pub use e2ee::E2eeStore;
 pub use federation::FederationStore;
 pub use feed_peers::FeedPeerStore;
@@ -56,6 +58,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0006_rooms.sql"),
     include_str!("../../migrations/0007_link.sql"),
     include_str!("../../migrations/0008_client_state.sql"),
+    include_str!("../../migrations/0009_cross_signing.sql"),
+    include_str!("../../migrations/0010_room_txn_scope.sql"),
 ];
 
 /// How many read connections run beside the writer.
@@ -79,6 +83,7 @@ pub trait Store:
     + RoomStore
     + ClientStateStore
     + E2eeStore
+    + CrossSigningStore
     + MediaStore
 {
 }
@@ -93,6 +98,7 @@ impl<T> Store for T where
         + RoomStore
         + ClientStateStore
         + E2eeStore
+        + CrossSigningStore
         + MediaStore
 {
 }
@@ -515,6 +521,28 @@ mod tests {
         let version: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0)).expect("version");
         assert_eq!(version as usize, MIGRATIONS.len());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn room_txns_of_before_the_endpoint_scope_keep_their_answer() {
+        let mut c = Connection::open_in_memory().expect("open");
+        for sql in &MIGRATIONS[..9] {
+            c.execute_batch(sql).expect("migration");
+        }
+        c.execute_batch(
+            "INSERT INTO rooms (room_id, room_version, creator, created_ts) VALUES ('!r:a', '10', '@a:a', 0);
+             INSERT INTO room_events (pos, room_id, depth, event_id, event_type, sender, txn_device, txn_id, json)
+               VALUES (1, '!r:a', 1, '$m', 'm.room.message', '@a:a', 'D', 't1', '{}'),
+                      (2, '!r:a', 2, '$x', 'm.room.redaction', '@a:a', 'D', 't2', '{\"redacts\":\"$m\"}');
+             INSERT INTO room_txns (user_id, device_id, txn_id, event_id)
+               VALUES ('@a:a', 'D', 't1', '$m'), ('@a:a', 'D', 't2', '$x');",
+        )
+        .expect("old rows");
+        c.pragma_update(None, "user_version", 9).expect("version");
+        migrate(&mut c).expect("migrate");
+        assert_eq!(c.room_txn("@a:a", "D", "send !r:a m.room.message", "t1").expect("read"), Some("$m".into()));
+        assert_eq!(c.room_txn("@a:a", "D", "redact !r:a $m", "t2").expect("read"), Some("$x".into()));
+        assert_eq!(c.room_txn("@a:a", "D", "send !other:a m.room.message", "t1").expect("read"), None);
     }
 
     /// A database with its writer thread, as the server runs it.

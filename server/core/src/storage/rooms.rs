@@ -134,10 +134,10 @@ pub trait RoomStore {
     fn room_event_at(&self, pos: u64) -> Result<Option<EventRow>>;
     /// Whether `user_id` replied in the thread of `root`.
     fn room_thread_participated(&self, root: &str, user_id: &str) -> Result<bool>;
-    /// The event ID a device's transaction produced.
-    fn room_txn(&self, user_id: &str, device_id: &str, txn_id: &str) -> Result<Option<String>>;
-    /// Remember the event ID a device's transaction produced.
-    fn room_txn_insert(&self, user_id: &str, device_id: &str, txn_id: &str, event_id: &str) -> Result<()>;
+    /// The event ID a device's transaction to the endpoint `scope` produced.
+    fn room_txn(&self, user_id: &str, device_id: &str, scope: &str, txn_id: &str) -> Result<Option<String>>;
+    /// Remember the event ID a device's transaction to the endpoint `scope` produced.
+    fn room_txn_insert(&self, user_id: &str, device_id: &str, scope: &str, txn_id: &str, event_id: &str) -> Result<()>;
     /// The room an alias names.
     fn room_alias(&self, alias: &str) -> Result<Option<(String, String)>>;
     /// Add an alias; `false` if it is taken.
@@ -439,16 +439,20 @@ impl RoomStore for Connection {
             .is_some())
     }
 
-    fn room_txn(&self, user_id: &str, device_id: &str, txn_id: &str) -> Result<Option<String>> {
+    fn room_txn(&self, user_id: &str, device_id: &str, scope: &str, txn_id: &str) -> Result<Option<String>> {
         Ok(self
-            .prepare_cached("SELECT event_id FROM room_txns WHERE user_id = ?1 AND device_id = ?2 AND txn_id = ?3")?
-            .query_row(params![user_id, device_id, txn_id], |r| r.get(0))
+            .prepare_cached(
+                "SELECT event_id FROM room_txns WHERE user_id = ?1 AND device_id = ?2 AND scope = ?3 AND txn_id = ?4",
+            )?
+            .query_row(params![user_id, device_id, scope, txn_id], |r| r.get(0))
             .optional()?)
     }
 
-    fn room_txn_insert(&self, user_id: &str, device_id: &str, txn_id: &str, event_id: &str) -> Result<()> {
-        self.prepare_cached("INSERT INTO room_txns (user_id, device_id, txn_id, event_id) VALUES (?1, ?2, ?3, ?4)")?
-            .execute(params![user_id, device_id, txn_id, event_id])?;
+    fn room_txn_insert(&self, user_id: &str, device_id: &str, scope: &str, txn_id: &str, event_id: &str) -> Result<()> {
+        self.prepare_cached(
+            "INSERT INTO room_txns (user_id, device_id, scope, txn_id, event_id) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![user_id, device_id, scope, txn_id, event_id])?;
         Ok(())
     }
 
