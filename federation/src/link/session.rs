@@ -75,11 +75,28 @@ pub struct LinkStats {
     pub connected_ms: AtomicU64,
     /// Whole minutes billed for connections that ended (each rounded up).
     pub billed_minutes: AtomicU64,
+    /// [`LinkStats::bytes_sent`] by what the bytes carried: `[control, presence,
+    /// short, bulk]`. Control is acks, flow reports, pings and handshakes; a data
+    /// frame counts for its class; a message's length prefix and tag count for the
+    /// most urgent data class in it (control when it has none). They add up to
+    /// `bytes_sent`.
+    pub bytes_sent_by_class: [AtomicU64; 4],
 }
 
 impl LinkStats {
     fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Count `n` bytes written for `class` (`None`: control).
+    pub fn sent(&self, class: Option<Class>, n: u64) {
+        Self::add(&self.bytes_sent, n);
+        Self::add(&self.bytes_sent_by_class[class.map_or(0, |c| c.index() + 1)], n);
+    }
+
+    /// [`LinkStats::bytes_sent_by_class`] now.
+    pub fn sent_by_class(&self) -> [u64; 4] {
+        std::array::from_fn(|i| self.bytes_sent_by_class[i].load(Ordering::Relaxed))
     }
 }
 
@@ -336,6 +353,7 @@ impl Conn {
                         };
                         let _ = p.done.send(result);
                     }
+                    wake |= self.params.idle_hangup.is_some();
                 }
                 Frame::Data { class, seq, compressed, last, bytes } => {
                     data = true;
@@ -387,13 +405,14 @@ impl Conn {
             let (work, report_only) = self.has_work(&tx);
             if work || must_send {
                 tokio::time::sleep(if report_only && !must_send { REPORT_CORK } else { CORK }).await;
-                let (mut plain, data) = self.build(&mut tx)?;
+                let (mut plain, mut by_class) = self.build(&mut tx)?;
                 if plain.is_empty() && must_send {
                     Frame::Ping.encode(&mut plain);
+                    by_class[0] = plain.len();
                 }
                 if !plain.is_empty() {
                     must_send = false;
-                    self.write_message(&mut write, &cipher, &mut tx, &plain, data, &mut out).await?;
+                    self.write_message(&mut write, &cipher, &mut tx, &plain, by_class, &mut out).await?;
                     continue;
                 }
             }
@@ -401,16 +420,21 @@ impl Conn {
                 return Err("idle: hung up".into());
             }
             let ping_at = tx.last_write + self.params.ping_after;
+            // Sessions: wake exactly when the line has been idle long enough (if it is
+            // not idle then, an ack, an apply or a new delivery wakes the writer).
+            let hangup_at = self.params.idle_hangup.map(|idle| self.lock().last_activity + idle);
             tokio::select! {
                 _ = notified => {}
                 _ = tokio::time::sleep_until(ping_at.into()) => {
                     if Instant::now() >= ping_at {
                         let mut plain = Vec::new();
                         Frame::Ping.encode(&mut plain);
-                        self.write_message(&mut write, &cipher, &mut tx, &plain, false, &mut out).await?;
+                        let by_class = [plain.len(), 0, 0, 0];
+                        self.write_message(&mut write, &cipher, &mut tx, &plain, by_class, &mut out).await?;
                     }
                 }
-                _ = tokio::time::sleep(Duration::from_millis(250)), if self.params.idle_hangup.is_some() => {}
+                _ = tokio::time::sleep_until(hangup_at.unwrap_or(ping_at).into()),
+                    if hangup_at.is_some_and(|at| at > Instant::now()) => {}
             }
         }
     }
@@ -421,9 +445,10 @@ impl Conn {
         cipher: &Cipher,
         tx: &mut Sending,
         plain: &[u8],
-        data: bool,
+        by_class: [usize; 4],
         out: &mut Vec<u8>,
     ) -> Result<(), String> {
+        let data = by_class[1..].iter().any(|n| *n > 0);
         let ct = cipher.encrypt(tx.nonce, plain)?;
         tx.nonce += 1;
         out.clear();
@@ -432,7 +457,14 @@ impl Conn {
         let now = Instant::now();
         tx.last_write = now;
         self.lock().flow.wrote(out.len(), now, data);
-        LinkStats::add(&self.stats.bytes_sent, out.len() as u64);
+        // The message's own bytes (length prefix, tag) go to its most urgent class.
+        let framing = out.len() - plain.len();
+        let first = Class::ALL.into_iter().find(|c| by_class[c.index() + 1] > 0);
+        self.stats.sent(first, framing as u64);
+        self.stats.sent(None, by_class[0] as u64);
+        for class in Class::ALL {
+            self.stats.sent(Some(class), by_class[class.index() + 1] as u64);
+        }
         self.budget.spend(out.len() as u64);
         Ok(())
     }
@@ -460,8 +492,9 @@ impl Conn {
     }
 
     /// The plaintext of the next message: control first, then classes in priority,
-    /// within the flow window and the message budget.
-    fn build(&self, tx: &mut Sending) -> Result<(Vec<u8>, bool), String> {
+    /// within the flow window and the message budget; and how many of its bytes are
+    /// control and each class's (`[control, presence, short, bulk]`).
+    fn build(&self, tx: &mut Sending) -> Result<(Vec<u8>, [usize; 4]), String> {
         let mut shared = self.lock();
         let mut plain = Vec::new();
         for f in shared.control.drain(..) {
@@ -476,11 +509,13 @@ impl Conn {
         let room_now = |shared: &mut Shared, n: usize| shared.flow.may_send(n + overhead);
         let bulk_ok = !self.budget.exhausted();
         let control_len = plain.len();
+        let mut by_class = [control_len, 0, 0, 0];
         for class in Class::ALL {
             if class == Class::Bulk && !bulk_ok {
                 continue;
             }
             let i = class.index();
+            let class_start = plain.len();
             loop {
                 let room = budget.saturating_sub(plain.len());
                 // Presence is small and never waits for the window: strict priority.
@@ -555,9 +590,9 @@ impl Conn {
                     break;
                 }
             }
+            by_class[i + 1] = plain.len() - class_start;
         }
-        let data = plain.len() > control_len;
-        Ok((plain, data))
+        Ok((plain, by_class))
     }
 }
 
