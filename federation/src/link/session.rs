@@ -144,6 +144,8 @@ struct Shared {
     applying: usize,
     /// Messages in the writer's hands, not yet fully written.
     writing: usize,
+    /// A message of the peer's is partly received (more chunks are coming).
+    receiving: bool,
 }
 
 /// One established connection.
@@ -194,6 +196,7 @@ impl Conn {
                 last_activity: now,
                 applying: 0,
                 writing: 0,
+                receiving: false,
             }),
             wake: Notify::new(),
             closed,
@@ -367,6 +370,7 @@ impl Conn {
             let mut shared = self.lock();
             shared.report_due = true;
             shared.last_activity = now;
+            shared.receiving = rx.partial.iter().any(Option::is_some);
             wake = true;
         }
         if wake {
@@ -483,9 +487,14 @@ impl Conn {
     fn idle_for_hangup(&self) -> bool {
         let Some(idle) = self.params.idle_hangup else { return false };
         let shared = self.lock();
+        // Never in the middle of the peer's message, nor owing it a flow report (its
+        // window may be waiting for it): on a slow line the gap between two chunks
+        // can be longer than `idle_hangup_ms`.
         shared.pending.is_empty()
             && shared.applying == 0
             && shared.writing == 0
+            && !shared.receiving
+            && !shared.report_due
             && shared.queues.iter().all(|q| q.is_empty())
             && shared.control.is_empty()
             && shared.last_activity.elapsed() >= idle
