@@ -29,13 +29,14 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{Notify, oneshot, watch};
 
 use super::budget::Budget;
+use super::compact;
 use super::compress::{Decoder, Encoder};
 
 /// Messages up to this many raw bytes are compressed at once, and sent raw when that
 /// does not make them smaller; larger ones are compressed piece by piece as they leave.
 const WHOLE: usize = 4096;
 use super::flow::Flow;
-use super::frame::{self, Class, Frame, MAX_PLAINTEXT, TAG_LEN};
+use super::frame::{self, Class, Encoding, Frame, MAX_PLAINTEXT, TAG_LEN};
 use super::noise::Cipher;
 use super::txn;
 use crate::transport::BoxFuture;
@@ -105,6 +106,8 @@ impl LinkStats {
 pub struct ConnParams {
     /// The peer's server name.
     pub peer: String,
+    /// This server's name (the compact encoding writes its users' IDs short).
+    pub me: String,
     /// Whether this side dialed.
     pub dialed_by_us: bool,
     /// The largest transaction accepted (decompressed).
@@ -301,7 +304,12 @@ impl Conn {
         inbound: Arc<dyn Inbound>,
         first: Option<(Vec<u8>, u64)>,
     ) -> Result<(), String> {
-        let mut rx = Receiving { prev_ms: [0; 3], partial: Default::default() };
+        let mut rx = Receiving {
+            prev_ms: [0; 3],
+            partial: Default::default(),
+            tables: Default::default(),
+            origin: self.params.peer.clone(),
+        };
         let mut nonce = 0u64;
         if let Some((plain, wire)) = first {
             nonce = 1;
@@ -358,9 +366,10 @@ impl Conn {
                     }
                     wake |= self.params.idle_hangup.is_some();
                 }
-                Frame::Data { class, seq, compressed, last, bytes } => {
+                Frame::Data { class, seq, encoding, last, bytes } => {
                     data = true;
-                    if let Some((txn_id, edus)) = rx.chunk(class, seq, compressed, last, bytes, self.params.max_body)? {
+                    let max = self.params.max_body;
+                    if let Some((txn_id, edus)) = rx.chunk(class, seq, encoding, last, bytes, max)? {
                         self.apply(Arc::clone(inbound), seq, txn_id, edus);
                     }
                 }
@@ -400,7 +409,13 @@ impl Conn {
     }
 
     async fn write_loop(self: Arc<Self>, mut write: OwnedWriteHalf, cipher: Arc<Cipher>) -> Result<(), String> {
-        let mut tx = Sending { prev_ms: [0; 3], current: Default::default(), nonce: 0, last_write: Instant::now() };
+        let mut tx = Sending {
+            prev_ms: [0; 3],
+            current: Default::default(),
+            tables: Default::default(),
+            nonce: 0,
+            last_write: Instant::now(),
+        };
         // The initiator speaks first (the responder waits for it as key confirmation).
         let mut must_send = self.params.dialed_by_us;
         let mut out = Vec::new();
@@ -533,11 +548,13 @@ impl Conn {
                 }
                 if tx.current[i].is_none() {
                     let Some(next) = shared.queues[i].pop_front() else { break };
-                    let (raw, header) = match txn::encode_body(&next.body) {
-                        Ok(raw) => {
+                    let encoded = txn::edus_value(&next.body)
+                        .and_then(|v| serde_json::to_vec(&v).map(|raw| (v, raw)).map_err(|e| e.to_string()));
+                    let (edus, raw, header) = match encoded {
+                        Ok((edus, raw)) => {
                             let mut header = Vec::new();
                             txn::encode_header(&next.txn_id, &mut tx.prev_ms[i], &mut header);
-                            (raw, header)
+                            (edus, raw, header)
                         }
                         Err(e) => {
                             let _ = next.done.send(Err(e));
@@ -548,25 +565,42 @@ impl Conn {
                     shared.writing += 1;
                     let mut cur = Current {
                         seq: next.seq,
-                        encoder: Some(Encoder::new(class)),
-                        compressed: true,
+                        encoder: None,
+                        encoding: Encoding::Brotli,
                         buf: header,
                         raw,
                         raw_off: 0,
                     };
                     if cur.raw.len() <= WHOLE {
-                        // Per-message choice: compressed only when that is smaller.
+                        // Per-message choice: the smallest of JSON, brotli and (not for
+                        // bulk) the compact form, whose tables keep only what is sent.
                         let mut enc = Encoder::new(class);
                         let mut packed = enc.compress(&cur.raw).map_err(|e| format!("compress: {e}"))?;
                         packed.extend(enc.finish());
-                        if packed.len() < cur.raw.len() {
-                            cur.buf.extend(packed);
-                        } else {
-                            cur.buf.extend_from_slice(&cur.raw);
-                            cur.compressed = false;
+                        let mut best = (cur.raw.len(), Encoding::Json);
+                        if packed.len() < best.0 {
+                            best = (packed.len(), Encoding::Brotli);
+                        }
+                        let mut short = Vec::new();
+                        if class != Class::Bulk {
+                            let mark = tx.tables[i].mark();
+                            compact::encode(&edus, &self.params.me, &mut tx.tables[i], &mut short);
+                            if short.len() <= best.0 {
+                                best = (short.len(), Encoding::Compact);
+                            } else {
+                                tx.tables[i].rollback(mark);
+                            }
+                        }
+                        cur.encoding = best.1;
+                        match best.1 {
+                            Encoding::Json => cur.buf.extend_from_slice(&cur.raw),
+                            Encoding::Brotli => cur.buf.extend(packed),
+                            Encoding::Compact => cur.buf.extend(short),
                         }
                         cur.raw_off = cur.raw.len();
-                        cur.encoder = None;
+                    } else {
+                        // Compressed piece by piece as it leaves.
+                        cur.encoder = Some(Encoder::new(class));
                     }
                     tx.current[i] = Some(cur);
                 }
@@ -589,7 +623,7 @@ impl Conn {
                 if take == 0 && !last {
                     break;
                 }
-                Frame::Data { class, seq: cur.seq, compressed: cur.compressed, last, bytes: &cur.buf[..take] }
+                Frame::Data { class, seq: cur.seq, encoding: cur.encoding, last, bytes: &cur.buf[..take] }
                     .encode(&mut plain);
                 cur.buf.drain(..take);
                 if last {
@@ -609,6 +643,8 @@ impl Conn {
 struct Sending {
     prev_ms: [u64; 3],
     current: [Option<Current>; 3],
+    /// The compact encoding's tables, per class.
+    tables: [compact::Table; 3],
     nonce: u64,
     last_write: Instant,
 }
@@ -618,8 +654,8 @@ struct Current {
     seq: u64,
     /// The message's own stream, while pieces of it are still to be compressed.
     encoder: Option<Encoder>,
-    /// Whether its body is compressed.
-    compressed: bool,
+    /// How its body is written.
+    encoding: Encoding,
     /// Encoded bytes not yet written (header, then compressed body).
     buf: Vec<u8>,
     raw: Vec<u8>,
@@ -630,6 +666,10 @@ struct Current {
 struct Receiving {
     prev_ms: [u64; 3],
     partial: [Option<(u64, Vec<u8>)>; 3],
+    /// The compact encoding's tables, per class (as the sender's).
+    tables: [compact::Table; 3],
+    /// The peer (the compact form's user IDs are its users').
+    origin: String,
 }
 
 impl Receiving {
@@ -639,7 +679,7 @@ impl Receiving {
         &mut self,
         class: Class,
         seq: u64,
-        compressed: bool,
+        encoding: Encoding,
         last: bool,
         bytes: &[u8],
         max: usize,
@@ -659,11 +699,17 @@ impl Receiving {
         let (_, buf) = self.partial[i].take().unwrap_or_default();
         let (txn_id, header_len) = txn::decode_header(&buf, &mut self.prev_ms[i]).map_err(|e| e.to_string())?;
         let body = &buf[header_len..];
-        let edus = if compressed {
-            let raw = Decoder::decompress_finished(body, max).map_err(|e| format!("decompress: {e}"))?;
-            txn::decode_body(&raw)?
-        } else {
-            txn::decode_body(body)?
+        let edus = match encoding {
+            Encoding::Brotli => {
+                let raw = Decoder::decompress_finished(body, max).map_err(|e| format!("decompress: {e}"))?;
+                txn::decode_body(&raw)?
+            }
+            Encoding::Json => txn::decode_body(body)?,
+            Encoding::Compact => {
+                let value = compact::decode(body, &self.origin, &mut self.tables[i], max)
+                    .map_err(|e| format!("compact: {e}"))?;
+                txn::decode_value(value)?
+            }
         };
         Ok(Some((txn_id, edus)))
     }

@@ -238,6 +238,7 @@ impl Links {
     fn params(&self, peer: &str, dialed_by_us: bool) -> ConnParams {
         ConnParams {
             peer: peer.to_owned(),
+            me: self.me.clone(),
             dialed_by_us,
             max_body: self.max_body,
             ping_after: self.ping_after,
