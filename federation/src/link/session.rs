@@ -32,9 +32,13 @@ use super::budget::Budget;
 use super::compact;
 use super::compress::{Decoder, Encoder};
 
-/// Messages up to this many raw bytes are compressed at once, and sent raw when that
-/// does not make them smaller; larger ones are compressed piece by piece as they leave.
+/// Bulk messages up to this many raw bytes are compressed at once, and sent raw when
+/// that does not make them smaller; larger ones are compressed piece by piece as they
+/// leave.
 const WHOLE: usize = 4096;
+/// Presence and short messages up to this many raw bytes are encoded whole, so the
+/// compact form can be chosen (a batch of 50 presence updates is about 5.5 KiB of JSON).
+const WHOLE_SHORT: usize = 64 * 1024;
 use super::flow::Flow;
 use super::frame::{self, Class, Encoding, Frame, MAX_PLAINTEXT, TAG_LEN};
 use super::noise::Cipher;
@@ -571,7 +575,7 @@ impl Conn {
                         raw,
                         raw_off: 0,
                     };
-                    if cur.raw.len() <= WHOLE {
+                    if cur.raw.len() <= if class == Class::Bulk { WHOLE } else { WHOLE_SHORT } {
                         // Per-message choice: the smallest of JSON, brotli and (not for
                         // bulk) the compact form, whose tables keep only what is sent.
                         let mut enc = Encoder::new(class);
