@@ -31,8 +31,10 @@
 //! link's built-in delays (its 20 ms cork, the 200 ms cork of a lone flow report, its
 //! ping interval's floor of 1 s) and the handshake timeout. They make scaled calls
 //! longer than real ones (a 20 ms cork is 9.6 s of virtual time at 480), so connected
-//! minutes in sessions mode are an overestimate, and bytes may pack a little more; the
-//! run prints its scale so two scales can be compared.
+//! minutes in sessions mode are an overestimate, and a cork gathers more into one
+//! message the more the day is compressed, so bytes are an underestimate (measured:
+//! 383 KB at 480, 500 KB at 240, 514 KB at 120; spec/benchmarks.md). The run prints
+//! its scale.
 //!
 //! Printed: bytes on the lines during exactly 24 h of virtual time, by class and in
 //! total, and for the link the calls, connected minutes and the cost at $1.50 a minute
