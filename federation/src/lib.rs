@@ -61,6 +61,11 @@ pub struct PeerStatus {
     pub bytes_sent: u64,
     /// Bytes received from it, headers included.
     pub bytes_received: u64,
+    /// Bytes by what they carried, `[control, presence, short, bulk]`: for a linked
+    /// peer what this side wrote on the line ([`link::LinkStatus::bytes_sent_by_class`]);
+    /// for an HTTP peer the request and answer bytes of the transactions this side
+    /// sent, by their class (control is 0: HTTP has no frames of its own).
+    pub bytes_by_class: [u64; 4],
     /// `http` or `link`.
     pub transport: &'static str,
     /// The link's state and figures, for a linked peer.
@@ -192,6 +197,13 @@ impl Federation {
                 txns_received: PeerStats::get(&s.txns_received),
                 bytes_sent: PeerStats::get(&s.bytes_sent) + link.as_ref().map_or(0, |l| l.bytes_sent),
                 bytes_received: PeerStats::get(&s.bytes_received) + link.as_ref().map_or(0, |l| l.bytes_received),
+                bytes_by_class: match &link {
+                    Some(l) => l.bytes_sent_by_class,
+                    None => {
+                        let c = &s.exchange_bytes_by_class;
+                        [0, PeerStats::get(&c[0]), PeerStats::get(&c[1]), PeerStats::get(&c[2])]
+                    }
+                },
                 transport: if link.is_some() { "link" } else { "http" },
                 link,
             });

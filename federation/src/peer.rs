@@ -34,6 +34,10 @@ pub struct PeerStats {
     pub bytes_received: AtomicU64,
     /// The last measured round trip of a delivery, in ms; 0 = none yet.
     pub rtt_ms: AtomicU64,
+    /// Bytes of the exchanges of transactions we sent (request and answer, every
+    /// attempt) by the transaction's class (`[presence, short, bulk]`, as the link
+    /// classes them): what HTTP spends on each kind of traffic.
+    pub exchange_bytes_by_class: [AtomicU64; 3],
 }
 
 impl PeerStats {

@@ -78,6 +78,11 @@ impl Sender {
             let delivery = self.transport.deliver(&peer.config, &txn).await;
             PeerStats::add(&peer.stats.bytes_sent, delivery.traffic.bytes_sent);
             PeerStats::add(&peer.stats.bytes_received, delivery.traffic.bytes_received);
+            let class = crate::link::transport::class_of(&txn);
+            PeerStats::add(
+                &peer.stats.exchange_bytes_by_class[class.index()],
+                delivery.traffic.bytes_sent + delivery.traffic.bytes_received,
+            );
             if let Some(rtt) = delivery.rtt_ms {
                 peer.stats.rtt_ms.store(rtt, std::sync::atomic::Ordering::Relaxed);
             }

@@ -31,6 +31,8 @@ struct Control {
     calls: AtomicU64,
     /// The first bytes the caller sent in the last call.
     head: std::sync::Mutex<Vec<u8>>,
+    /// When each call got through, and when it ended (`None` while it lasts).
+    call_log: std::sync::Mutex<Vec<(Instant, Option<Instant>)>>,
 }
 
 /// One emulated line towards `target`.
@@ -64,6 +66,7 @@ impl Line {
             back: AtomicU64::new(0),
             calls: AtomicU64::new(0),
             head: std::sync::Mutex::new(Vec::new()),
+            call_log: std::sync::Mutex::new(Vec::new()),
         });
         let c = Arc::clone(&control);
         let task = tokio::spawn(async move {
@@ -77,6 +80,11 @@ impl Line {
                     let Ok(callee) = TcpStream::connect(target).await else { return };
                     c.head.lock().unwrap_or_else(|p| p.into_inner()).clear();
                     c.calls.fetch_add(1, Ordering::SeqCst);
+                    let entry = {
+                        let mut log = c.call_log.lock().unwrap_or_else(|p| p.into_inner());
+                        log.push((Instant::now(), None));
+                        log.len() - 1
+                    };
                     let _ = caller.set_nodelay(true);
                     let _ = callee.set_nodelay(true);
                     let mut cut = c.cuts.subscribe();
@@ -89,6 +97,7 @@ impl Line {
                         _ = async { tokio::join!(there, back) } => {}
                         _ = cut.changed() => {}
                     }
+                    c.call_log.lock().unwrap_or_else(|p| p.into_inner())[entry].1 = Some(Instant::now());
                 });
             }
         });
@@ -139,6 +148,13 @@ impl Line {
     /// Calls that got through to the target.
     pub fn calls(&self) -> u64 {
         self.control.calls.load(Ordering::SeqCst)
+    }
+
+    /// When each call that got through began, and when it ended (`None` while it
+    /// lasts), in the order they came. A call ends when both of its directions have
+    /// closed (either side hung up) or at a cut.
+    pub fn call_times(&self) -> Vec<(Instant, Option<Instant>)> {
+        self.control.call_log.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 

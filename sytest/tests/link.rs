@@ -4,7 +4,8 @@
 //!
 //! Proves: a presence change reaches the remote watcher within `batch_ms` + 3 s, over
 //! the link only (the admin API says `transport: link`, and the line's byte counters
-//! match the servers' `link_bytes_*` exactly); with 200 KB of bulk queued, a presence
+//! match the servers' `link_bytes_*` exactly, and their `bytes_by_class` add up to
+//! them); with 200 KB of bulk queued, a presence
 //! change still arrives within `batch_ms` + 3 s (the 2 s after the batch is not
 //! met yet: see the test); cuts in the middle of transfers lose
 //! and repeat nothing (every change arrives, once, in order), and so does a `kill -9`
@@ -244,6 +245,21 @@ async fn presence_crosses_a_2400_baud_line_within_batch_plus_3_s() {
     })
     .await;
     assert!(settled.0 > 0 && settled.1 > 0, "{settled:?} {pb}");
+    // The bytes by class add up to the bytes sent (read together: a ping may land
+    // between two reads), and alpha's presence and both sides' control were counted.
+    let by_class = |entry: &Value| {
+        let by = &entry["bytes_by_class"];
+        ["control", "presence", "short", "bulk"].map(|c| by[c].as_u64().unwrap_or(u64::MAX))
+    };
+    let (ca, cb) = eventually(Duration::from_secs(10), || async {
+        let (pa, pb) = (peer(&admin_a, "beta.test").await, peer(&admin_b, "alpha.test").await);
+        let (ca, cb) = (by_class(&pa), by_class(&pb));
+        let adds_up = |c: &[u64; 4], e: &Value| c.iter().sum::<u64>() == num(e, "link_bytes_sent");
+        if adds_up(&ca, &pa) && adds_up(&cb, &pb) { Ok((ca, cb)) } else { Err((pa, pb)) }
+    })
+    .await;
+    assert!(ca[0] > 0 && cb[0] > 0, "handshakes and acks are control: {ca:?} {cb:?}");
+    assert!(ca[1] > 0, "alpha sent presence: {ca:?}");
 }
 
 /// Bulk EDUs queued straight into alpha's outbox while it is stopped: real rows in the

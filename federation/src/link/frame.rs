@@ -11,7 +11,10 @@
 //! | `0x01` | `Received` | varint: bytes received on this connection so far (flow control) |
 //! | `0x02` | `Ack` | varint: sequence number of a transaction committed by the receiver |
 //! | `0x03` | `Nack` | varint: sequence number of a transaction that was not applied (resend) |
-//! | `0x80 \| class<<2 \| compressed<<1 \| last` | `Data` | varint seq, varint len, bytes: one chunk of a message |
+//! | `0x80 \| compact<<4 \| class<<2 \| compressed<<1 \| last` | `Data` | varint seq, varint len, bytes: one chunk of a message |
+//!
+//! A data frame's body is JSON, brotli-compressed JSON (`compressed`) or the compact
+//! binary form ([`super::compact`], `compact`); never both.
 
 /// The largest ciphertext of one message (Noise's limit).
 pub const MAX_MESSAGE: usize = 65_535;
@@ -51,6 +54,17 @@ impl Class {
     }
 }
 
+/// How a message's body is written (after its transaction header).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// JSON as it is.
+    Json,
+    /// JSON, one finished brotli stream.
+    Brotli,
+    /// The compact binary form ([`super::compact`]).
+    Compact,
+}
+
 /// One frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame<'a> {
@@ -68,8 +82,8 @@ pub enum Frame<'a> {
         class: Class,
         /// Its message's sequence number.
         seq: u64,
-        /// Whether the message's body is brotli-compressed.
-        compressed: bool,
+        /// How the message's body is written.
+        encoding: Encoding,
         /// Whether this is the message's last chunk.
         last: bool,
         /// The chunk.
@@ -133,8 +147,13 @@ impl Frame<'_> {
                 out.push(0x03);
                 put_varint(out, *seq);
             }
-            Frame::Data { class, seq, compressed, last, bytes } => {
-                out.push(0x80 | (*class as u8) << 2 | u8::from(*compressed) << 1 | u8::from(*last));
+            Frame::Data { class, seq, encoding, last, bytes } => {
+                let enc = match encoding {
+                    Encoding::Json => 0,
+                    Encoding::Brotli => 0x02,
+                    Encoding::Compact => 0x10,
+                };
+                out.push(0x80 | enc | (*class as u8) << 2 | u8::from(*last));
                 put_varint(out, *seq);
                 put_varint(out, bytes.len() as u64);
                 out.extend_from_slice(bytes);
@@ -160,7 +179,7 @@ pub fn decode_frames(plain: &[u8]) -> Result<Vec<Frame<'_>>, FrameError> {
             0x01 => Frame::Received(get_varint(plain, &mut pos)?),
             0x02 => Frame::Ack(get_varint(plain, &mut pos)?),
             0x03 => Frame::Nack(get_varint(plain, &mut pos)?),
-            t if t & 0x80 != 0 && t & 0x70 == 0 => {
+            t if t & 0x80 != 0 && t & 0x60 == 0 && t & 0x12 != 0x12 => {
                 let class = Class::from_bits((t >> 2) & 0x03).ok_or(FrameError("data frame of class 0"))?;
                 let seq = get_varint(plain, &mut pos)?;
                 let len = get_varint(plain, &mut pos)?;
@@ -168,7 +187,12 @@ pub fn decode_frames(plain: &[u8]) -> Result<Vec<Frame<'_>>, FrameError> {
                 let end = pos.checked_add(len).filter(|e| *e <= plain.len()).ok_or(FrameError("truncated chunk"))?;
                 let bytes = &plain[pos..end];
                 pos = end;
-                Frame::Data { class, seq, compressed: t & 0x02 != 0, last: t & 0x01 != 0, bytes }
+                let encoding = match (t & 0x02 != 0, t & 0x10 != 0) {
+                    (true, _) => Encoding::Brotli,
+                    (false, true) => Encoding::Compact,
+                    (false, false) => Encoding::Json,
+                };
+                Frame::Data { class, seq, encoding, last: t & 0x01 != 0, bytes }
             }
             _ => return Err(FrameError("unknown frame type")),
         };
@@ -212,8 +236,9 @@ mod tests {
             Frame::Received(300),
             Frame::Ack(0),
             Frame::Nack(u64::MAX),
-            Frame::Data { class: Class::Bulk, seq: 7, compressed: true, last: false, bytes: b"abc" },
-            Frame::Data { class: Class::Presence, seq: 128, compressed: false, last: true, bytes: b"" },
+            Frame::Data { class: Class::Bulk, seq: 7, encoding: Encoding::Brotli, last: false, bytes: b"abc" },
+            Frame::Data { class: Class::Presence, seq: 128, encoding: Encoding::Json, last: true, bytes: b"" },
+            Frame::Data { class: Class::Short, seq: 1, encoding: Encoding::Compact, last: true, bytes: b"x" },
         ];
         let mut out = Vec::new();
         for f in &frames {
@@ -224,7 +249,7 @@ mod tests {
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
-        for bad in [&[0x04][..], &[0x01, 0x80], &[0x80, 1, 5, 1], &[0x81, 0, 2, 0], &[0xff]] {
+        for bad in [&[0x04][..], &[0x01, 0x80], &[0x80, 1, 5, 1], &[0x81, 0, 2, 0], &[0xff], &[0x97, 0, 0]] {
             assert!(decode_frames(bad).is_err(), "{bad:?}");
         }
     }

@@ -29,13 +29,18 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{Notify, oneshot, watch};
 
 use super::budget::Budget;
+use super::compact;
 use super::compress::{Decoder, Encoder};
 
-/// Messages up to this many raw bytes are compressed at once, and sent raw when that
-/// does not make them smaller; larger ones are compressed piece by piece as they leave.
+/// Bulk messages up to this many raw bytes are compressed at once, and sent raw when
+/// that does not make them smaller; larger ones are compressed piece by piece as they
+/// leave.
 const WHOLE: usize = 4096;
+/// Presence and short messages up to this many raw bytes are encoded whole, so the
+/// compact form can be chosen (a batch of 50 presence updates is about 5.5 KiB of JSON).
+const WHOLE_SHORT: usize = 64 * 1024;
 use super::flow::Flow;
-use super::frame::{self, Class, Frame, MAX_PLAINTEXT, TAG_LEN};
+use super::frame::{self, Class, Encoding, Frame, MAX_PLAINTEXT, TAG_LEN};
 use super::noise::Cipher;
 use super::txn;
 use crate::transport::BoxFuture;
@@ -75,11 +80,28 @@ pub struct LinkStats {
     pub connected_ms: AtomicU64,
     /// Whole minutes billed for connections that ended (each rounded up).
     pub billed_minutes: AtomicU64,
+    /// [`LinkStats::bytes_sent`] by what the bytes carried: `[control, presence,
+    /// short, bulk]`. Control is acks, flow reports, pings and handshakes; a data
+    /// frame counts for its class; a message's length prefix and tag count for the
+    /// most urgent data class in it (control when it has none). They add up to
+    /// `bytes_sent`.
+    pub bytes_sent_by_class: [AtomicU64; 4],
 }
 
 impl LinkStats {
     fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Count `n` bytes written for `class` (`None`: control).
+    pub fn sent(&self, class: Option<Class>, n: u64) {
+        Self::add(&self.bytes_sent, n);
+        Self::add(&self.bytes_sent_by_class[class.map_or(0, |c| c.index() + 1)], n);
+    }
+
+    /// [`LinkStats::bytes_sent_by_class`] now.
+    pub fn sent_by_class(&self) -> [u64; 4] {
+        std::array::from_fn(|i| self.bytes_sent_by_class[i].load(Ordering::Relaxed))
     }
 }
 
@@ -88,6 +110,8 @@ impl LinkStats {
 pub struct ConnParams {
     /// The peer's server name.
     pub peer: String,
+    /// This server's name (the compact encoding writes its users' IDs short).
+    pub me: String,
     /// Whether this side dialed.
     pub dialed_by_us: bool,
     /// The largest transaction accepted (decompressed).
@@ -127,6 +151,8 @@ struct Shared {
     applying: usize,
     /// Messages in the writer's hands, not yet fully written.
     writing: usize,
+    /// A message of the peer's is partly received (more chunks are coming).
+    receiving: bool,
 }
 
 /// One established connection.
@@ -177,6 +203,7 @@ impl Conn {
                 last_activity: now,
                 applying: 0,
                 writing: 0,
+                receiving: false,
             }),
             wake: Notify::new(),
             closed,
@@ -281,7 +308,12 @@ impl Conn {
         inbound: Arc<dyn Inbound>,
         first: Option<(Vec<u8>, u64)>,
     ) -> Result<(), String> {
-        let mut rx = Receiving { prev_ms: [0; 3], partial: Default::default() };
+        let mut rx = Receiving {
+            prev_ms: [0; 3],
+            partial: Default::default(),
+            tables: Default::default(),
+            origin: self.params.peer.clone(),
+        };
         let mut nonce = 0u64;
         if let Some((plain, wire)) = first {
             nonce = 1;
@@ -336,10 +368,12 @@ impl Conn {
                         };
                         let _ = p.done.send(result);
                     }
+                    wake |= self.params.idle_hangup.is_some();
                 }
-                Frame::Data { class, seq, compressed, last, bytes } => {
+                Frame::Data { class, seq, encoding, last, bytes } => {
                     data = true;
-                    if let Some((txn_id, edus)) = rx.chunk(class, seq, compressed, last, bytes, self.params.max_body)? {
+                    let max = self.params.max_body;
+                    if let Some((txn_id, edus)) = rx.chunk(class, seq, encoding, last, bytes, max)? {
                         self.apply(Arc::clone(inbound), seq, txn_id, edus);
                     }
                 }
@@ -349,6 +383,7 @@ impl Conn {
             let mut shared = self.lock();
             shared.report_due = true;
             shared.last_activity = now;
+            shared.receiving = rx.partial.iter().any(Option::is_some);
             wake = true;
         }
         if wake {
@@ -378,7 +413,13 @@ impl Conn {
     }
 
     async fn write_loop(self: Arc<Self>, mut write: OwnedWriteHalf, cipher: Arc<Cipher>) -> Result<(), String> {
-        let mut tx = Sending { prev_ms: [0; 3], current: Default::default(), nonce: 0, last_write: Instant::now() };
+        let mut tx = Sending {
+            prev_ms: [0; 3],
+            current: Default::default(),
+            tables: Default::default(),
+            nonce: 0,
+            last_write: Instant::now(),
+        };
         // The initiator speaks first (the responder waits for it as key confirmation).
         let mut must_send = self.params.dialed_by_us;
         let mut out = Vec::new();
@@ -387,13 +428,14 @@ impl Conn {
             let (work, report_only) = self.has_work(&tx);
             if work || must_send {
                 tokio::time::sleep(if report_only && !must_send { REPORT_CORK } else { CORK }).await;
-                let (mut plain, data) = self.build(&mut tx)?;
+                let (mut plain, mut by_class) = self.build(&mut tx)?;
                 if plain.is_empty() && must_send {
                     Frame::Ping.encode(&mut plain);
+                    by_class[0] = plain.len();
                 }
                 if !plain.is_empty() {
                     must_send = false;
-                    self.write_message(&mut write, &cipher, &mut tx, &plain, data, &mut out).await?;
+                    self.write_message(&mut write, &cipher, &mut tx, &plain, by_class, &mut out).await?;
                     continue;
                 }
             }
@@ -401,16 +443,21 @@ impl Conn {
                 return Err("idle: hung up".into());
             }
             let ping_at = tx.last_write + self.params.ping_after;
+            // Sessions: wake exactly when the line has been idle long enough (if it is
+            // not idle then, an ack, an apply or a new delivery wakes the writer).
+            let hangup_at = self.params.idle_hangup.map(|idle| self.lock().last_activity + idle);
             tokio::select! {
                 _ = notified => {}
                 _ = tokio::time::sleep_until(ping_at.into()) => {
                     if Instant::now() >= ping_at {
                         let mut plain = Vec::new();
                         Frame::Ping.encode(&mut plain);
-                        self.write_message(&mut write, &cipher, &mut tx, &plain, false, &mut out).await?;
+                        let by_class = [plain.len(), 0, 0, 0];
+                        self.write_message(&mut write, &cipher, &mut tx, &plain, by_class, &mut out).await?;
                     }
                 }
-                _ = tokio::time::sleep(Duration::from_millis(250)), if self.params.idle_hangup.is_some() => {}
+                _ = tokio::time::sleep_until(hangup_at.unwrap_or(ping_at).into()),
+                    if hangup_at.is_some_and(|at| at > Instant::now()) => {}
             }
         }
     }
@@ -421,9 +468,10 @@ impl Conn {
         cipher: &Cipher,
         tx: &mut Sending,
         plain: &[u8],
-        data: bool,
+        by_class: [usize; 4],
         out: &mut Vec<u8>,
     ) -> Result<(), String> {
+        let data = by_class[1..].iter().any(|n| *n > 0);
         let ct = cipher.encrypt(tx.nonce, plain)?;
         tx.nonce += 1;
         out.clear();
@@ -432,7 +480,14 @@ impl Conn {
         let now = Instant::now();
         tx.last_write = now;
         self.lock().flow.wrote(out.len(), now, data);
-        LinkStats::add(&self.stats.bytes_sent, out.len() as u64);
+        // The message's own bytes (length prefix, tag) go to its most urgent class.
+        let framing = out.len() - plain.len();
+        let first = Class::ALL.into_iter().find(|c| by_class[c.index() + 1] > 0);
+        self.stats.sent(first, framing as u64);
+        self.stats.sent(None, by_class[0] as u64);
+        for class in Class::ALL {
+            self.stats.sent(Some(class), by_class[class.index() + 1] as u64);
+        }
         self.budget.spend(out.len() as u64);
         Ok(())
     }
@@ -451,17 +506,23 @@ impl Conn {
     fn idle_for_hangup(&self) -> bool {
         let Some(idle) = self.params.idle_hangup else { return false };
         let shared = self.lock();
+        // Never in the middle of the peer's message, nor owing it a flow report (its
+        // window may be waiting for it): on a slow line the gap between two chunks
+        // can be longer than `idle_hangup_ms`.
         shared.pending.is_empty()
             && shared.applying == 0
             && shared.writing == 0
+            && !shared.receiving
+            && !shared.report_due
             && shared.queues.iter().all(|q| q.is_empty())
             && shared.control.is_empty()
             && shared.last_activity.elapsed() >= idle
     }
 
     /// The plaintext of the next message: control first, then classes in priority,
-    /// within the flow window and the message budget.
-    fn build(&self, tx: &mut Sending) -> Result<(Vec<u8>, bool), String> {
+    /// within the flow window and the message budget; and how many of its bytes are
+    /// control and each class's (`[control, presence, short, bulk]`).
+    fn build(&self, tx: &mut Sending) -> Result<(Vec<u8>, [usize; 4]), String> {
         let mut shared = self.lock();
         let mut plain = Vec::new();
         for f in shared.control.drain(..) {
@@ -476,11 +537,13 @@ impl Conn {
         let room_now = |shared: &mut Shared, n: usize| shared.flow.may_send(n + overhead);
         let bulk_ok = !self.budget.exhausted();
         let control_len = plain.len();
+        let mut by_class = [control_len, 0, 0, 0];
         for class in Class::ALL {
             if class == Class::Bulk && !bulk_ok {
                 continue;
             }
             let i = class.index();
+            let class_start = plain.len();
             loop {
                 let room = budget.saturating_sub(plain.len());
                 // Presence is small and never waits for the window: strict priority.
@@ -489,11 +552,13 @@ impl Conn {
                 }
                 if tx.current[i].is_none() {
                     let Some(next) = shared.queues[i].pop_front() else { break };
-                    let (raw, header) = match txn::encode_body(&next.body) {
-                        Ok(raw) => {
+                    let encoded = txn::edus_value(&next.body)
+                        .and_then(|v| serde_json::to_vec(&v).map(|raw| (v, raw)).map_err(|e| e.to_string()));
+                    let (edus, raw, header) = match encoded {
+                        Ok((edus, raw)) => {
                             let mut header = Vec::new();
                             txn::encode_header(&next.txn_id, &mut tx.prev_ms[i], &mut header);
-                            (raw, header)
+                            (edus, raw, header)
                         }
                         Err(e) => {
                             let _ = next.done.send(Err(e));
@@ -504,25 +569,42 @@ impl Conn {
                     shared.writing += 1;
                     let mut cur = Current {
                         seq: next.seq,
-                        encoder: Some(Encoder::new(class)),
-                        compressed: true,
+                        encoder: None,
+                        encoding: Encoding::Brotli,
                         buf: header,
                         raw,
                         raw_off: 0,
                     };
-                    if cur.raw.len() <= WHOLE {
-                        // Per-message choice: compressed only when that is smaller.
+                    if cur.raw.len() <= if class == Class::Bulk { WHOLE } else { WHOLE_SHORT } {
+                        // Per-message choice: the smallest of JSON, brotli and (not for
+                        // bulk) the compact form, whose tables keep only what is sent.
                         let mut enc = Encoder::new(class);
                         let mut packed = enc.compress(&cur.raw).map_err(|e| format!("compress: {e}"))?;
                         packed.extend(enc.finish());
-                        if packed.len() < cur.raw.len() {
-                            cur.buf.extend(packed);
-                        } else {
-                            cur.buf.extend_from_slice(&cur.raw);
-                            cur.compressed = false;
+                        let mut best = (cur.raw.len(), Encoding::Json);
+                        if packed.len() < best.0 {
+                            best = (packed.len(), Encoding::Brotli);
+                        }
+                        let mut short = Vec::new();
+                        if class != Class::Bulk {
+                            let mark = tx.tables[i].mark();
+                            compact::encode(&edus, &self.params.me, &mut tx.tables[i], &mut short);
+                            if short.len() <= best.0 {
+                                best = (short.len(), Encoding::Compact);
+                            } else {
+                                tx.tables[i].rollback(mark);
+                            }
+                        }
+                        cur.encoding = best.1;
+                        match best.1 {
+                            Encoding::Json => cur.buf.extend_from_slice(&cur.raw),
+                            Encoding::Brotli => cur.buf.extend(packed),
+                            Encoding::Compact => cur.buf.extend(short),
                         }
                         cur.raw_off = cur.raw.len();
-                        cur.encoder = None;
+                    } else {
+                        // Compressed piece by piece as it leaves.
+                        cur.encoder = Some(Encoder::new(class));
                     }
                     tx.current[i] = Some(cur);
                 }
@@ -545,7 +627,7 @@ impl Conn {
                 if take == 0 && !last {
                     break;
                 }
-                Frame::Data { class, seq: cur.seq, compressed: cur.compressed, last, bytes: &cur.buf[..take] }
+                Frame::Data { class, seq: cur.seq, encoding: cur.encoding, last, bytes: &cur.buf[..take] }
                     .encode(&mut plain);
                 cur.buf.drain(..take);
                 if last {
@@ -555,9 +637,9 @@ impl Conn {
                     break;
                 }
             }
+            by_class[i + 1] = plain.len() - class_start;
         }
-        let data = plain.len() > control_len;
-        Ok((plain, data))
+        Ok((plain, by_class))
     }
 }
 
@@ -565,6 +647,8 @@ impl Conn {
 struct Sending {
     prev_ms: [u64; 3],
     current: [Option<Current>; 3],
+    /// The compact encoding's tables, per class.
+    tables: [compact::Table; 3],
     nonce: u64,
     last_write: Instant,
 }
@@ -574,8 +658,8 @@ struct Current {
     seq: u64,
     /// The message's own stream, while pieces of it are still to be compressed.
     encoder: Option<Encoder>,
-    /// Whether its body is compressed.
-    compressed: bool,
+    /// How its body is written.
+    encoding: Encoding,
     /// Encoded bytes not yet written (header, then compressed body).
     buf: Vec<u8>,
     raw: Vec<u8>,
@@ -586,6 +670,10 @@ struct Current {
 struct Receiving {
     prev_ms: [u64; 3],
     partial: [Option<(u64, Vec<u8>)>; 3],
+    /// The compact encoding's tables, per class (as the sender's).
+    tables: [compact::Table; 3],
+    /// The peer (the compact form's user IDs are its users').
+    origin: String,
 }
 
 impl Receiving {
@@ -595,7 +683,7 @@ impl Receiving {
         &mut self,
         class: Class,
         seq: u64,
-        compressed: bool,
+        encoding: Encoding,
         last: bool,
         bytes: &[u8],
         max: usize,
@@ -615,11 +703,17 @@ impl Receiving {
         let (_, buf) = self.partial[i].take().unwrap_or_default();
         let (txn_id, header_len) = txn::decode_header(&buf, &mut self.prev_ms[i]).map_err(|e| e.to_string())?;
         let body = &buf[header_len..];
-        let edus = if compressed {
-            let raw = Decoder::decompress_finished(body, max).map_err(|e| format!("decompress: {e}"))?;
-            txn::decode_body(&raw)?
-        } else {
-            txn::decode_body(body)?
+        let edus = match encoding {
+            Encoding::Brotli => {
+                let raw = Decoder::decompress_finished(body, max).map_err(|e| format!("decompress: {e}"))?;
+                txn::decode_body(&raw)?
+            }
+            Encoding::Json => txn::decode_body(body)?,
+            Encoding::Compact => {
+                let value = compact::decode(body, &self.origin, &mut self.tables[i], max)
+                    .map_err(|e| format!("compact: {e}"))?;
+                txn::decode_value(value)?
+            }
         };
         Ok(Some((txn_id, edus)))
     }

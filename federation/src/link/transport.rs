@@ -67,6 +67,9 @@ pub struct LinkStatus {
     pub state: &'static str,
     /// Bytes written on the line.
     pub bytes_sent: u64,
+    /// `bytes_sent` by what it carried: `[control, presence, short, bulk]`
+    /// ([`LinkStats::bytes_sent_by_class`]).
+    pub bytes_sent_by_class: [u64; 4],
     /// Bytes read from the line.
     pub bytes_received: u64,
     /// The last round trip of a presence transaction, in ms.
@@ -223,6 +226,7 @@ impl Links {
                 "down"
             },
             bytes_sent: s.bytes_sent.load(Ordering::Relaxed),
+            bytes_sent_by_class: s.sent_by_class(),
             bytes_received: s.bytes_received.load(Ordering::Relaxed),
             rtt_ms: (rtt > 0).then_some(rtt),
             calls: s.calls.load(Ordering::Relaxed),
@@ -234,6 +238,7 @@ impl Links {
     fn params(&self, peer: &str, dialed_by_us: bool) -> ConnParams {
         ConnParams {
             peer: peer.to_owned(),
+            me: self.me.clone(),
             dialed_by_us,
             max_body: self.max_body,
             ping_after: self.ping_after,
@@ -326,7 +331,7 @@ impl Links {
             let _ = stream.set_nodelay(true);
             let (init, msg1) = Initiator::start(&self.key, &remote)?;
             stream.write_all(&msg1).await.map_err(|e| format!("write: {e}"))?;
-            peer.stats.bytes_sent.fetch_add(MSG1_LEN as u64, Ordering::Relaxed);
+            peer.stats.sent(None, MSG1_LEN as u64);
             let mut msg2 = [0u8; MSG2_LEN];
             stream.read_exact(&mut msg2).await.map_err(|e| format!("no handshake answer: {e}"))?;
             peer.stats.bytes_received.fetch_add(MSG2_LEN as u64, Ordering::Relaxed);
@@ -377,7 +382,7 @@ impl Links {
         peer.answering.store(true, Ordering::SeqCst);
         let confirmed = async {
             stream.write_all(&msg2).await.map_err(|e| format!("write: {e}"))?;
-            peer.stats.bytes_sent.fetch_add(MSG2_LEN as u64, Ordering::Relaxed);
+            peer.stats.sent(None, MSG2_LEN as u64);
             let len = frame::read_len(&mut stream).await.map_err(|e| format!("no first message: {e}"))?;
             let mut ct = vec![0u8; len];
             stream.read_exact(&mut ct).await.map_err(|e| format!("no first message: {e}"))?;
@@ -499,8 +504,8 @@ impl Links {
 }
 
 /// The class of a stored transaction: bulk lane → bulk; only `m.presence` → presence;
-/// anything else short.
-fn class_of(txn: &StoredTxn) -> Class {
+/// anything else short. The HTTP transport's figures use the same classes.
+pub fn class_of(txn: &StoredTxn) -> Class {
     if txn.lane == Lane::Bulk {
         return Class::Bulk;
     }

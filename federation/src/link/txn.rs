@@ -55,6 +55,11 @@ pub fn decode_header(buf: &[u8], prev_ms: &mut u64) -> Result<(String, usize), F
 
 /// The EDUs of a stored body as the compact JSON array.
 pub fn encode_body(body: &str) -> Result<Vec<u8>, String> {
+    serde_json::to_vec(&edus_value(body)?).map_err(|e| format!("cannot encode: {e}"))
+}
+
+/// The EDUs of a stored body as a JSON array of `[edu_type, content]` pairs.
+pub fn edus_value(body: &str) -> Result<Value, String> {
     let body: Value = serde_json::from_str(body).map_err(|e| format!("stored body unreadable: {e}"))?;
     let edus: Vec<Value> = body
         .get("edus")
@@ -70,7 +75,13 @@ pub fn encode_body(body: &str) -> Result<Vec<u8>, String> {
                 .collect()
         })
         .unwrap_or_default();
-    serde_json::to_vec(&edus).map_err(|e| format!("cannot encode: {e}"))
+    Ok(Value::Array(edus))
+}
+
+/// The EDUs of a received body already parsed (the compact form decodes to this).
+pub fn decode_value(body: Value) -> Result<Vec<IncomingEdu>, String> {
+    let pairs: Vec<(String, Value)> = serde_json::from_value(body).map_err(|e| format!("bad EDUs: {e}"))?;
+    Ok(pairs.into_iter().map(|(edu_type, content)| IncomingEdu { edu_type, content }).collect())
 }
 
 /// The EDUs of a received body.

@@ -26,6 +26,12 @@ fn render(p: &PeerStatus) -> Value {
         "txns_received": p.txns_received,
         "bytes_sent": p.bytes_sent,
         "bytes_received": p.bytes_received,
+        "bytes_by_class": {
+            "control": p.bytes_by_class[0],
+            "presence": p.bytes_by_class[1],
+            "short": p.bytes_by_class[2],
+            "bulk": p.bytes_by_class[3],
+        },
         "transport": p.transport,
         "link_state": p.link.as_ref().map(|l| l.state),
         "link_bytes_sent": p.link.as_ref().map_or(0, |l| l.bytes_sent),

@@ -13,7 +13,8 @@
 //! each server's peer `url` names a line in front of the other. Setup runs with the
 //! lines unlimited; the link's measurements run at 240 B/s and 1 s latency (the
 //! seed's line), HTTP's unlimited (its bytes do not depend on the rate). Then 1, 10
-//! and 50 users change their status at once (inside one `batch_ms` window); each
+//! and 50 users change their status at once (inside one `batch_ms` window), then the
+//! same 50 again; each
 //! measurement ends when the watcher's list shows every new status and the lines have
 //! been quiet for 3 s. Reported: bytes on the line both ways, per change.
 //!
@@ -31,7 +32,9 @@ use tidings_sytest::{Peer, ServerOptions, Session, TestServer, free_port, json};
 
 const PASSWORD: &str = "link-bench-password";
 const USERS: usize = 50;
-const BATCHES: [usize; 3] = [1, 10, 50];
+/// The last round repeats 50: on the link, the first push of a user on a connection
+/// spells its ID out, later ones refer to it (spec/link.md, the compact form).
+const BATCHES: [usize; 4] = [1, 10, 50, 50];
 const BATCH_MS: u64 = 500;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
