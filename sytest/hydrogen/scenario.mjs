@@ -1,10 +1,11 @@
 // Two users log in through Hydrogen's own login page in headless Chromium and must
-// reach their room list with no fatal error; a screenshot of each is saved. Given a
-// ROOM_NAME (a room USER1 created and invited USER2 to), USER2 accepts the invite in
-// Hydrogen, they exchange a message each through the composer, and a screenshot of
-// USER1's timeline is saved as hydrogen-timeline.png.
+// reach their room list with no fatal error; a screenshot of each is saved. For each
+// ROOM_NAME (rooms USER1 created and invited USER2 to; an encrypted one too), USER2
+// accepts the invite in Hydrogen, they exchange a message each through the composer,
+// each must see the other's text, and screenshots of both timelines are saved: the
+// first room's as hydrogen-timeline.png, the others' as hydrogen-timeline-N.png.
 //
-// node scenario.mjs HOMESERVER_URL ARTIFACT_DIR USER1 PASSWORD1 USER2 PASSWORD2 [ROOM_NAME]
+// node scenario.mjs HOMESERVER_URL ARTIFACT_DIR USER1 PASSWORD1 USER2 PASSWORD2 [ROOM_NAME...]
 // Needs dist/ (node build.mjs) and Debian's chromium (or CHROMIUM=/path).
 import http from "node:http";
 import { readFile, mkdir } from "node:fs/promises";
@@ -127,20 +128,21 @@ async function waitForText(page, text, who) {
     }
 }
 
-async function talk(roomName, [first, second]) {
+async function talk(roomName, [first, second], n) {
     const [a, b] = [pages[first], pages[second]];
     await openRoom(b, roomName);
     const [accept] = await b.$$("xpath/.//div[contains(@class, 'InviteView')]//button[contains(., 'Accept')]");
     if (accept) await accept.click();
     await openRoom(a, roomName);
-    await say(a, `Hello ${second}, this is ${first} on Tidings`);
-    await waitForText(b, `this is ${first} on Tidings`, second);
-    await say(b, `Hi ${first}, ${second} here`);
-    await waitForText(a, `${second} here`, first);
+    await say(a, `Hello ${second}, this is ${first} in ${roomName}`);
+    await waitForText(b, `this is ${first} in ${roomName}`, second);
+    await say(b, `Hi ${first}, ${second} here in ${roomName}`);
+    await waitForText(a, `${second} here in ${roomName}`, first);
     await new Promise((r) => setTimeout(r, 1000));
-    const shot = join(artifacts, "hydrogen-timeline.png");
+    const suffix = n === 0 ? "" : `-${n}`;
+    const shot = join(artifacts, `hydrogen-timeline${suffix}.png`);
     await a.screenshot({ path: shot });
-    await b.screenshot({ path: join(artifacts, `hydrogen-timeline-${second}.png`) });
+    await b.screenshot({ path: join(artifacts, `hydrogen-timeline${suffix}-${second}.png`) });
     console.log(JSON.stringify({ room: roomName, exchanged: true, screenshot: shot }));
 }
 
@@ -148,7 +150,9 @@ let ok = true;
 try {
     ok = (await login(creds[0], creds[1])) && ok;
     ok = (await login(creds[2], creds[3])) && ok;
-    if (ok && creds[4]) await talk(creds[4], [creds[0], creds[2]]);
+    for (const [n, room] of creds.slice(4).entries()) {
+        if (ok) await talk(room, [creds[0], creds[2]], n);
+    }
 } catch (e) {
     console.log(`scenario failed: ${e.stack || e}`);
     ok = false;

@@ -2,10 +2,14 @@
 //! `sytest/hydrogen/setup.sh`) in Debian's headless Chromium, driven by puppeteer.
 //! Two users log in through Hydrogen's own login page and must reach their room list
 //! with no fatal error (Hydrogen's start-up calls `keys/upload`, `user/{id}/filter`
-//! and `sync`; any failing is fatal to it). Alice has made a room and invited Bob:
-//! Bob accepts in Hydrogen, each sends a message through its composer, and each
-//! must see the other's. Screenshots go to `target/artifacts/` (the timeline in
-//! `hydrogen-timeline.png`).
+//! and `sync`; any failing is fatal to it). Alice has made two rooms and invited Bob,
+//! one of them end-to-end encrypted (as the direct chats Element and Hydrogen open
+//! are): in each, Bob accepts in Hydrogen, each sends a message through its
+//! composer, and each must see the other's text. In the encrypted room that needs
+//! the server's whole E2EE side (device keys, one-time keys claimed, room keys sent to
+//! the device); the server must have stored only `m.room.encrypted` events there.
+//! Screenshots go to `target/artifacts/` (`hydrogen-timeline.png`, and
+//! `hydrogen-timeline-1.png` for the encrypted room).
 //!
 //! Outside CI, a missing node, chromium or bundle skips the test with a loud
 //! message; under `CI=true` it is a failure.
@@ -18,6 +22,8 @@ use tidings_sytest::{ServerOptions, TestServer};
 
 /// The room Alice makes for the two to talk in.
 const ROOM_NAME: &str = "Tidings test";
+/// The encrypted room she makes too.
+const SECRET_ROOM: &str = "Tidings secret";
 
 fn hydrogen_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("hydrogen")
@@ -64,14 +70,30 @@ async fn hydrogen_users_log_in_accept_an_invite_and_talk() {
         .post("/_matrix/client/v3/createRoom", serde_json::json!({"name": ROOM_NAME, "invite": [bob.user_id]}))
         .await;
     assert_eq!(status, 200, "createRoom: {room}");
-    for shot in ["hydrogen-alice.png", "hydrogen-bob.png", "hydrogen-timeline.png", "hydrogen-timeline-bob.png"] {
+    let encryption = serde_json::json!({"type": "m.room.encryption", "state_key": "",
+                                        "content": {"algorithm": "m.megolm.v1.aes-sha2"}});
+    let (status, secret) = alice
+        .post(
+            "/_matrix/client/v3/createRoom",
+            serde_json::json!({"name": SECRET_ROOM, "invite": [bob.user_id], "initial_state": [encryption]}),
+        )
+        .await;
+    assert_eq!(status, 200, "createRoom: {secret}");
+    for shot in [
+        "hydrogen-alice.png",
+        "hydrogen-bob.png",
+        "hydrogen-timeline.png",
+        "hydrogen-timeline-bob.png",
+        "hydrogen-timeline-1.png",
+        "hydrogen-timeline-1-bob.png",
+    ] {
         let _ = std::fs::remove_file(artifacts().join(shot)); // only this run's screenshots count
     }
     let child = tokio::process::Command::new("node")
         .arg(hydrogen_dir().join("scenario.mjs"))
         .arg(hs.base_url())
         .arg(artifacts())
-        .args(["alice", "alice-password", "bob", "bob-password", ROOM_NAME])
+        .args(["alice", "alice-password", "bob", "bob-password", ROOM_NAME, SECRET_ROOM])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
@@ -85,8 +107,25 @@ async fn hydrogen_users_log_in_accept_an_invite_and_talk() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     println!("{stdout}");
     assert!(output.status.success(), "Hydrogen scenario failed ({}):\n{stdout}\n{stderr}", output.status);
-    for shot in ["hydrogen-alice.png", "hydrogen-bob.png", "hydrogen-timeline.png"] {
+    for shot in ["hydrogen-alice.png", "hydrogen-bob.png", "hydrogen-timeline.png", "hydrogen-timeline-1.png"] {
         assert!(artifacts().join(shot).is_file(), "no screenshot {shot}");
     }
-    assert!(stdout.contains(r#""exchanged":true"#), "the two users did not exchange messages:\n{stdout}");
+    for name in [ROOM_NAME, SECRET_ROOM] {
+        let said = format!(r#"{{"room":"{name}","exchanged":true"#);
+        assert!(stdout.contains(&said), "the two users did not exchange messages in {name}:\n{stdout}");
+    }
+    // What the server holds of the encrypted room's talk: ciphertext only.
+    let secret_id = secret["room_id"].as_str().expect("room_id");
+    let path =
+        format!("/_matrix/client/v3/rooms/{}/messages?dir=b&limit=50", tidings_sytest::encode_component(secret_id));
+    let (status, page) = bob.get(&path).await;
+    assert_eq!(status, 200, "{page}");
+    let chunk = page["chunk"].as_array().cloned().unwrap_or_default();
+    let sent: Vec<&serde_json::Value> =
+        chunk.iter().filter(|e| e["type"] == "m.room.encrypted" || e["type"] == "m.room.message").collect();
+    assert!(sent.len() >= 2, "both messages are in the room: {page}");
+    for e in sent {
+        assert_eq!(e["type"], "m.room.encrypted", "Hydrogen sent ciphertext: {e}");
+        assert_eq!(e["content"]["algorithm"], "m.megolm.v1.aes-sha2", "{e}");
+    }
 }
