@@ -8,6 +8,21 @@ use tidings_sytest::{ServerOptions, Session, TestServer, assert_matrix_error};
 
 const V3: &str = "/_matrix/client/v3";
 
+/// Alice, Bob and Carol on `hs`; Alice made a room and Bob joined it (Carol is in
+/// none).
+async fn alice_and_bob_share_a_room(hs: &TestServer) -> (Session, Session, Session) {
+    let alice = hs.register("alice", "alice-pw").await;
+    let bob = hs.register("bob", "bob-pw").await;
+    let carol = hs.register("carol", "carol-pw").await;
+    let (status, created) = alice.post(&format!("{V3}/createRoom"), json!({"invite": [bob.user_id.clone()]})).await;
+    assert_eq!(status, 200, "{created}");
+    let room_id = created["room_id"].as_str().expect("room_id").to_owned();
+    let (status, joined) =
+        bob.post(&format!("{V3}/join/{}", tidings_sytest::encode_component(&room_id)), json!({})).await;
+    assert_eq!(status, 200, "{joined}");
+    (alice, bob, carol)
+}
+
 fn device_keys(s: &Session) -> Value {
     json!({
         "user_id": s.user_id,
@@ -250,15 +265,7 @@ async fn device_list_changes_reach_sync_and_keys_changes_and_deleting_a_device_r
 #[tokio::test]
 async fn device_changes_reach_the_users_who_share_a_room_and_nobody_else() {
     let hs = TestServer::start(ServerOptions::default()).await;
-    let alice = hs.register("alice", "alice-pw").await;
-    let bob = hs.register("bob", "bob-pw").await;
-    let carol = hs.register("carol", "carol-pw").await;
-    let (status, created) = alice.post(&format!("{V3}/createRoom"), json!({"invite": [bob.user_id.clone()]})).await;
-    assert_eq!(status, 200, "{created}");
-    let room_id = created["room_id"].as_str().expect("room_id").to_owned();
-    let (status, joined) =
-        bob.post(&format!("{V3}/join/{}", tidings_sytest::encode_component(&room_id)), json!({})).await;
-    assert_eq!(status, 200, "{joined}");
+    let (alice, bob, carol) = alice_and_bob_share_a_room(&hs).await;
     let alice_since = alice.sync(None, 0).await["next_batch"].as_str().expect("next_batch").to_owned();
     let carol_since = carol.sync(None, 0).await["next_batch"].as_str().expect("next_batch").to_owned();
 
@@ -347,14 +354,7 @@ fn cross_signing_key(user: &str, usage: &str, key: &Ed25519, master: Option<&Ed2
 #[tokio::test]
 async fn cross_signing_keys_need_the_password_to_replace_and_signatures_are_verified_and_merged() {
     let hs = TestServer::start(ServerOptions::default()).await;
-    let alice = hs.register("alice", "alice-pw").await;
-    let bob = hs.register("bob", "bob-pw").await;
-    let carol = hs.register("carol", "carol-pw").await;
-    let (status, created) = alice.post(&format!("{V3}/createRoom"), json!({"invite": [bob.user_id.clone()]})).await;
-    assert_eq!(status, 200, "{created}");
-    let room_id = created["room_id"].as_str().expect("room_id").to_owned();
-    let (status, _) = bob.post(&format!("{V3}/join/{}", tidings_sytest::encode_component(&room_id)), json!({})).await;
-    assert_eq!(status, 200);
+    let (alice, bob, carol) = alice_and_bob_share_a_room(&hs).await;
     let alice_device = Ed25519::new(1);
     upload(&alice, json!({"device_keys": signed_device_keys(&alice, &alice_device)})).await;
     let bob_since = bob.sync(None, 0).await["next_batch"].as_str().expect("next_batch").to_owned();
