@@ -355,3 +355,63 @@ async fn no_event_is_skipped_or_repeated_under_concurrent_senders() {
     }
     assert_eq!(forward, seen, "sync and /messages agree on the order");
 }
+
+/// A woken long poll reads a room's newest events, and counts its unread ones, from
+/// memory (a window of the newest 64 events per room); a range the window does not
+/// hold (a client away for longer, a server just restarted) is read from the store.
+/// The answers must be the same either way: this walks a client across both.
+#[tokio::test]
+async fn timelines_and_unread_counts_agree_past_the_window_and_across_a_restart() {
+    let mut hs = TestServer::start(ServerOptions::default()).await;
+    let alice = hs.register("alice", PW).await;
+    let bob = hs.register("bob", PW).await;
+    let room = create_room(&alice, json!({"preset": "public_chat"})).await;
+    join(&bob, &room).await;
+    let hundred = json!({"room": {"timeline": {"limit": 100}}}).to_string();
+    let token = |sync: &Value| sync["next_batch"].as_str().expect("next_batch").to_owned();
+    let sync_since = |since: String| {
+        let (bob, filter) = (bob.clone(), hundred.clone());
+        async move {
+            let (status, body) = bob.sync_with(&[("since", &since), ("filter", &filter)]).await;
+            assert_eq!(status, 200, "{body}");
+            body
+        }
+    };
+    let counts = |sync: &Value| sync["rooms"]["join"][&room]["unread_notifications"].clone();
+    let (_, first) = bob.sync_with(&[("filter", &hundred)]).await;
+    let before_all = token(&first);
+
+    // 80 messages: more than the window holds.
+    for i in 0..80 {
+        send_text(&alice, &room, &format!("w{i}"), &format!("m{i}")).await;
+    }
+    let all = sync_since(before_all.clone()).await;
+    let want: Vec<String> = (0..80).map(|i| format!("m{i}")).collect();
+    assert_eq!(bodies(timeline(&all, &room)), want, "all 80, in order");
+    assert_ne!(all["rooms"]["join"][&room]["timeline"]["limited"], json!(true), "not limited");
+    assert_eq!(counts(&all), json!({"notification_count": 80, "highlight_count": 0}));
+
+    // Continued from there (the window holds the range): two more, one a mention.
+    let after_80 = token(&all);
+    send_text(&alice, &room, "w80", "plain").await;
+    send_text(&alice, &room, "w81", "bob, look").await;
+    let more = sync_since(after_80).await;
+    assert_eq!(bodies(timeline(&more, &room)), vec!["plain", "bob, look"]);
+    assert_eq!(counts(&more), json!({"notification_count": 82, "highlight_count": 1}));
+
+    // After a restart the window starts empty: the same tokens give the same answers.
+    let after_82 = token(&more);
+    hs.restart().await;
+    send_text(&alice, &room, "w82", "after the restart").await;
+    let resumed = sync_since(after_82).await;
+    assert_eq!(bodies(timeline(&resumed, &room)), vec!["after the restart"]);
+    assert_eq!(counts(&resumed), json!({"notification_count": 83, "highlight_count": 1}));
+    let next = token(&resumed);
+    send_text(&alice, &room, "w83", "and once more").await;
+    let continued = sync_since(next).await;
+    assert_eq!(bodies(timeline(&continued, &room)), vec!["and once more"]);
+    assert_eq!(counts(&continued), json!({"notification_count": 84, "highlight_count": 1}));
+    let from_the_start = sync_since(before_all).await;
+    assert_eq!(bodies(timeline(&from_the_start, &room)).len(), 84);
+    assert_eq!(counts(&from_the_start), json!({"notification_count": 84, "highlight_count": 1}));
+}

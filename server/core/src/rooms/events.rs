@@ -135,8 +135,16 @@ const PDU_ONLY: &[&str] = &["depth", "prev_events", "auth_events", "hashes", "si
 /// The event as a client sees it (`ClientEvent`), with `unsigned` from `extra`.
 /// A redacted event is shown with its content stripped by the room version's rules.
 pub fn client_event(row: &EventRow, viewer: Option<&UserId>, now: u64) -> Value {
+    let (mut value, ts) = base_event(row);
+    personalise(&mut value, row, viewer, now, ts);
+    value
+}
+
+/// The part of [`client_event`] that is the same for every viewer, and the event's
+/// `origin_server_ts`: what the rooms service renders once per event and copies.
+pub fn base_event(row: &EventRow) -> (Value, u64) {
     let Ok(mut object) = serde_json::from_str::<CanonicalJsonObject>(&row.json) else {
-        return json!({ "event_id": row.event_id, "type": row.event_type, "sender": row.sender, "content": {} });
+        return (json!({ "event_id": row.event_id, "type": row.event_type, "sender": row.sender, "content": {} }), 0);
     };
     let ts = object
         .get("origin_server_ts")
@@ -153,11 +161,19 @@ pub fn client_event(row: &EventRow, viewer: Option<&UserId>, now: u64) -> Value 
         }
     }
     let mut value = serde_json::to_value(object).unwrap_or_else(|_| json!({}));
-    let Some(map) = value.as_object_mut() else { return value };
-    for field in PDU_ONLY {
-        map.remove(*field);
+    if let Some(map) = value.as_object_mut() {
+        for field in PDU_ONLY {
+            map.remove(*field);
+        }
+        map.insert("event_id".into(), json!(row.event_id));
     }
-    map.insert("event_id".into(), json!(row.event_id));
+    (value, ts)
+}
+
+/// What [`client_event`] adds for one viewer at `now`: `unsigned.age`, and
+/// `unsigned.transaction_id` for the sender's own events.
+pub fn personalise(value: &mut Value, row: &EventRow, viewer: Option<&UserId>, now: u64, ts: u64) {
+    let Some(map) = value.as_object_mut() else { return };
     let unsigned = map.entry("unsigned").or_insert_with(|| Value::Object(Map::new()));
     if let Some(unsigned) = unsigned.as_object_mut() {
         unsigned.insert("age".into(), json!(now.saturating_sub(ts)));
@@ -167,7 +183,6 @@ pub fn client_event(row: &EventRow, viewer: Option<&UserId>, now: u64) -> Value 
             unsigned.insert("transaction_id".into(), json!(txn));
         }
     }
-    value
 }
 
 /// The content of a stored event (after redaction: empty but for what the rules keep).

@@ -11,6 +11,8 @@ pub mod events;
 pub mod filter;
 pub mod members;
 pub mod membership;
+pub mod recent;
+pub mod rendered;
 pub mod service;
 pub mod shared;
 pub mod source;

@@ -17,6 +17,7 @@ use ruma::api::client::filter::FilterDefinition;
 use super::auth;
 use super::events::{self, NewEvent, Placement};
 use super::filter::{FilterLookup, NoStoredFilters};
+use super::recent::Recent;
 use super::state::RoomState;
 use super::typing::Typing;
 use crate::clock::SharedClock;
@@ -43,13 +44,17 @@ pub struct Room {
     pub(crate) state: RwLock<RoomState>,
     /// The newest position of a receipt or typing change in it.
     pub(crate) ephemeral_pos: AtomicU64,
+    /// Its newest events, for long polls (pushed with the state, after each commit).
+    pub(crate) recent: Mutex<Recent>,
 }
 
 impl Room {
     fn new(state: RoomState) -> Arc<Self> {
+        let head = state.head.as_ref().map_or(0, |(_, _, pos)| *pos);
         Arc::new(Self {
             id: state.room_id.clone(),
             order: tokio::sync::Mutex::new(()),
+            recent: Mutex::new(Recent::new(head)),
             state: RwLock::new(state),
             ephemeral_pos: AtomicU64::new(0),
         })
@@ -58,6 +63,11 @@ impl Room {
     /// A copy of the current state.
     pub fn snapshot(&self) -> RoomState {
         read(&self.state).clone()
+    }
+
+    /// Its window of newest events.
+    pub(crate) fn recent(&self) -> std::sync::MutexGuard<'_, Recent> {
+        self.recent.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Note an ephemeral change (receipt, typing) at `pos`.
@@ -157,6 +167,8 @@ pub struct RoomService {
     pub(crate) typing: Typing,
     /// What the last sync of each user counted as unread in each room.
     pub(crate) unread: super::unread::UnreadMemos,
+    /// Events rendered once for every viewer.
+    pub(crate) rendered: super::rendered::Rendered,
     filters: RwLock<Arc<dyn FilterLookup>>,
 }
 
@@ -208,6 +220,7 @@ impl RoomService {
             rooms: Arc::new(RwLock::new(rooms)),
             memberships,
             unread: super::unread::UnreadMemos::default(),
+            rendered: super::rendered::Rendered::default(),
             filters: RwLock::new(Arc::new(NoStoredFilters)),
         }))
     }
@@ -482,10 +495,13 @@ impl RoomService {
                 return;
             }
             let mut state = write(&room2.state);
+            let mut recent = room2.recent();
             for s in staged {
                 if let Some(target) = &s.redacts {
                     state.redacted(target);
+                    recent.redacted(target, &s.row.event_id);
                 }
+                recent.push(s.row.clone());
                 state.apply(&s.row, s.content);
                 if let (true, Some(key)) = (s.row.event_type == "m.room.member", &s.row.state_key) {
                     memberships.set(key, &room2.id, state.membership(key).unwrap_or("leave"), s.row.pos);

@@ -118,12 +118,15 @@ impl RoomService {
     }
 
     /// The newest `limit` events of a room in `(above, upto]`, oldest first, and
-    /// whether there were more.
-    async fn tail(&self, room_id: &RoomId, above: u64, upto: u64, limit: u32) -> Result<(Vec<EventRow>, bool)> {
+    /// whether there were more: from the room's window when it holds the range.
+    async fn tail(&self, room: &Room, above: u64, upto: u64, limit: u32) -> Result<(Vec<EventRow>, bool)> {
         if above >= upto {
             return Ok((vec![], false));
         }
-        let room = room_id.to_string();
+        if let Some(held) = room.recent().tail(above, upto, limit as usize) {
+            return Ok(held);
+        }
+        let room = room.id.to_string();
         let page = EventPage { above, upto, backwards: true, limit: limit + 1 };
         let mut rows = self.db.read(move |s| s.room_events(&room, page)).await?;
         let limited = rows.len() as u32 > limit;
@@ -144,7 +147,7 @@ impl RoomService {
     ) -> Result<(Timeline, Vec<Value>)> {
         let limit =
             filter.room.timeline.limit.map_or(DEFAULT_TIMELINE, |l| u64::from(l).min(MAX_TIMELINE as u64) as u32);
-        let (mut rows, limited) = self.tail(&room.id, above, upto, limit).await?;
+        let (mut rows, limited) = self.tail(room, above, upto, limit).await?;
         let fetched = rows.len();
         // Events before the user's current join (or any, once they are not joined)
         // pass history visibility; their own member events they always see.

@@ -121,8 +121,41 @@ impl RoomService {
     pub async fn render(&self, rows: &[EventRow], viewer: &UserId) -> Result<Vec<Value>> {
         let ids: Vec<String> = rows.iter().map(|r| r.event_id.clone()).collect();
         let viewer_s = viewer.to_string();
-        let bundles = self
-            .db
+        let bundles = if self.nothing_relates_to(rows) { HashMap::new() } else { self.bundles(ids, viewer_s).await? };
+        let now = self.clock.now_ms();
+        Ok(rows
+            .iter()
+            .map(|row| {
+                let base = self.rendered.of(row);
+                let mut event = base.0.clone();
+                events::personalise(&mut event, row, Some(viewer), now, base.1);
+                if let (Some(bundle), None) = (bundles.get(&row.event_id), &row.redacted_by) {
+                    event["unsigned"]["m.relations"] = Value::Object(bundle.clone());
+                }
+                event
+            })
+            .collect())
+    }
+
+    /// Whether no event relates to any of `rows` (all of one room), so there is
+    /// nothing to bundle: the room's window knows without the database.
+    fn nothing_relates_to(&self, rows: &[EventRow]) -> bool {
+        let Some(first) = rows.first() else { return true };
+        if rows.iter().any(|r| r.room_id != first.room_id) {
+            return false;
+        }
+        let oldest = rows.iter().map(|r| r.pos).min().unwrap_or(0);
+        let Ok(room_id) = RoomId::parse(&first.room_id) else { return false };
+        self.room(&room_id).is_some_and(|room| room.recent().nothing_relates_from(oldest))
+    }
+
+    /// The bundled aggregations (`unsigned.m.relations`) of the events `ids`.
+    async fn bundles(
+        &self,
+        ids: Vec<String>,
+        viewer_s: String,
+    ) -> Result<HashMap<String, serde_json::Map<String, Value>>> {
+        self.db
             .read(move |s| {
                 let mut out: HashMap<String, serde_json::Map<String, Value>> = HashMap::new();
                 for (target, rel_type, count, newest) in s.room_relation_counts(&ids)? {
@@ -156,18 +189,7 @@ impl RoomService {
                 }
                 Ok(out)
             })
-            .await?;
-        let now = self.clock.now_ms();
-        Ok(rows
-            .iter()
-            .map(|row| {
-                let mut event = events::client_event(row, Some(viewer), now);
-                if let (Some(bundle), None) = (bundles.get(&row.event_id), &row.redacted_by) {
-                    event["unsigned"]["m.relations"] = Value::Object(bundle.clone());
-                }
-                event
-            })
-            .collect())
+            .await
     }
 
     /// `/messages`: a page of a room's events the user may see.

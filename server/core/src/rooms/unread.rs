@@ -9,6 +9,11 @@
 //! memo is used only when it is exactly continued: the same read position, a range
 //! that starts where it ended, and no redaction in between (a redaction may take an
 //! older message out of the count); otherwise the counts are taken from the start.
+//!
+//! When nothing moved the read position (no receipt in the room since the memo: its
+//! `ephemeral_pos` is unchanged) and the room's window of newest events
+//! ([`super::recent`]) holds what was added, the memo is continued in memory, with
+//! no trip to the database: the usual case of a woken long poll.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -17,6 +22,7 @@ use ruma::api::client::sync::sync_events::UnreadNotificationsCount;
 use ruma::{OwnedRoomId, OwnedUserId, UInt, UserId};
 use serde_json::Value;
 
+use super::recent::UNREAD_TYPES;
 use super::service::{Room, RoomService};
 use crate::error::Result;
 use crate::storage::rooms::EventRow;
@@ -38,6 +44,10 @@ struct Memo {
     count: u64,
     /// The newest candidates, oldest first: position and whether it mentions the user.
     candidates: VecDeque<(u64, bool)>,
+    /// The membership position it was counted for.
+    mpos: u64,
+    /// The room's `ephemeral_pos` before the read position was read.
+    eph_seen: u64,
 }
 
 /// The memos of every user and room.
@@ -74,9 +84,35 @@ impl RoomService {
     ) -> Result<UnreadNotificationsCount> {
         let (room_key, user_key) = (room.id.to_string(), user.to_string());
         let needle = user.localpart().to_ascii_lowercase();
+        let eph_seen = room.ephemeral_pos.load(std::sync::atomic::Ordering::SeqCst);
         let known = self.unread.get(user, &room.id);
-        let memo = self
-            .db
+        let in_memory =
+            known.clone().and_then(|m| continued_in_memory(room, m, &user_key, &needle, mpos, eph_seen, upto));
+        let memo = match in_memory {
+            Some(memo) => memo,
+            None => self.counted_in_store(room_key, user_key, needle, known, mpos, eph_seen, upto).await?,
+        };
+        let highlights = memo.candidates.iter().filter(|(_, m)| *m).count();
+        let mut counts = UnreadNotificationsCount::new();
+        counts.notification_count = Some(UInt::try_from(memo.count).unwrap_or(UInt::MAX));
+        counts.highlight_count = Some(UInt::try_from(highlights as u64).unwrap_or(UInt::MAX));
+        self.unread.put(user, &room.id, memo);
+        Ok(counts)
+    }
+
+    /// The memo continued (or started afresh) from the database.
+    #[allow(clippy::too_many_arguments)]
+    async fn counted_in_store(
+        &self,
+        room_key: String,
+        user_key: String,
+        needle: String,
+        known: Option<Memo>,
+        mpos: u64,
+        eph_seen: u64,
+        upto: u64,
+    ) -> Result<Memo> {
+        self.db
             .read(move |s| {
                 let read_to = s.room_read_up_to(&room_key, &user_key)?.unwrap_or(0).max(mpos);
                 let continued = match known {
@@ -86,6 +122,8 @@ impl RoomService {
                     _ => None,
                 };
                 let mut memo = continued.unwrap_or(Memo { read_to, upto: read_to, ..Memo::default() });
+                memo.mpos = mpos;
+                memo.eph_seen = eph_seen;
                 let added = s.room_unread_count(&room_key, &user_key, memo.upto, upto)?;
                 if added > 0 {
                     let fresh = s.room_unread_containing(
@@ -108,14 +146,46 @@ impl RoomService {
                 memo.upto = memo.upto.max(upto);
                 Ok(memo)
             })
-            .await?;
-        let highlights = memo.candidates.iter().filter(|(_, m)| *m).count();
-        let mut counts = UnreadNotificationsCount::new();
-        counts.notification_count = Some(UInt::try_from(memo.count).unwrap_or(UInt::MAX));
-        counts.highlight_count = Some(UInt::try_from(highlights as u64).unwrap_or(UInt::MAX));
-        self.unread.put(user, &room.id, memo);
-        Ok(counts)
+            .await
     }
+}
+
+/// `memo` continued to `upto` from the room's window, if that gives the same counts
+/// as the database would: the same membership, no receipt since (so the same read
+/// position), the window holding all that was added, and no redaction among it.
+fn continued_in_memory(
+    room: &Room,
+    mut memo: Memo,
+    user_id: &str,
+    needle: &str,
+    mpos: u64,
+    eph_seen: u64,
+    upto: u64,
+) -> Option<Memo> {
+    if memo.mpos != mpos || memo.eph_seen != eph_seen || memo.upto > upto {
+        return None;
+    }
+    let window = room.recent();
+    let added: Vec<&EventRow> = window.range(memo.upto, upto)?.collect();
+    if added.iter().any(|r| r.event_type == "m.room.redaction") {
+        return None;
+    }
+    for row in added {
+        let counts =
+            row.sender != user_id && row.redacted_by.is_none() && UNREAD_TYPES.contains(&row.event_type.as_str());
+        if !counts {
+            continue;
+        }
+        memo.count += 1;
+        if row.json.to_lowercase().contains(needle) {
+            memo.candidates.push_back((row.pos, mentions(row, user_id, needle)));
+        }
+    }
+    while memo.candidates.len() > MAX_HIGHLIGHT_SCAN {
+        memo.candidates.pop_front();
+    }
+    memo.upto = upto;
+    Some(memo)
 }
 
 /// Whether `row` mentions the user: `m.mentions.user_ids` when the event has
