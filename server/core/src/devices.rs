@@ -9,7 +9,8 @@ use std::sync::Arc;
 use ruma::UserId;
 
 use crate::accounts::AccountService;
-use crate::e2ee::{SharedRooms, write_at};
+use crate::e2ee::marks::ANY_USER;
+use crate::e2ee::{E2eeMarks, SharedRooms, write_at};
 use crate::error::{Error, Result};
 use crate::storage::Db;
 use crate::stream::{Notifier, Positions};
@@ -36,6 +37,7 @@ pub struct DeviceService {
     positions: Arc<Positions>,
     notifier: Arc<Notifier>,
     shared: Arc<dyn SharedRooms>,
+    marks: Arc<E2eeMarks>,
 }
 
 impl DeviceService {
@@ -46,8 +48,9 @@ impl DeviceService {
         positions: Arc<Positions>,
         notifier: Arc<Notifier>,
         shared: Arc<dyn SharedRooms>,
+        marks: Arc<E2eeMarks>,
     ) -> Arc<Self> {
-        Arc::new(Self { db, accounts, positions, notifier, shared })
+        Arc::new(Self { db, accounts, positions, notifier, shared, marks })
     }
 
     /// Every device of `user`.
@@ -87,6 +90,7 @@ impl DeviceService {
         }
         let wake = self.shared.users_sharing_with(user).await?;
         let id = user.to_string();
+        let marks = Arc::clone(&self.marks);
         let removed = write_at(&self.db, &self.positions, &self.notifier, wake, move |s, pos| {
             let mut removed = Vec::new();
             for device in device_ids {
@@ -96,12 +100,15 @@ impl DeviceService {
                 }
             }
             if !removed.is_empty() {
+                marks.device_lists.raise(ANY_USER, pos);
                 s.device_list_changed(&id, pos)?;
             }
             let changed = !removed.is_empty();
             Ok((removed, changed))
         })
-        .await?;
+        .await;
+        self.marks.counts_changed();
+        let removed = removed?;
         let hashes: Vec<&str> = removed.iter().map(|(_, h)| h.as_str()).collect();
         self.accounts.forget_token_hashes(&hashes);
         Ok(removed.into_iter().map(|(d, _)| d).collect())

@@ -3,12 +3,18 @@
 //! the rooms source calls for `/sync?filter=`: a stored filter's ID or an inline JSON
 //! definition, the way the spec lets clients send either.
 
-use ruma::UserId;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use ruma::api::client::filter::FilterDefinition;
+use ruma::{OwnedUserId, UserId};
 
 use crate::config::ClientConfig;
 use crate::error::{Error, ErrorKind, Result};
 use crate::storage::Db;
+
+/// Stored filters kept in memory at most; past it the cache starts afresh.
+const MAX_CACHED: usize = 10_000;
 
 /// Filters of each user.
 #[derive(Debug)]
@@ -16,12 +22,21 @@ pub struct FilterService {
     db: Db,
     max_per_user: u64,
     max_bytes: usize,
+    /// Filters read before. A stored filter never changes (the API has no way to
+    /// edit or delete one), so a clients' long polls, which name the same filter
+    /// each time, do not read it again.
+    cache: Mutex<HashMap<(OwnedUserId, u64), FilterDefinition>>,
 }
 
 impl FilterService {
     /// Filters stored in `db`, bounded by `config`.
     pub fn new(db: Db, config: &ClientConfig) -> Self {
-        Self { db, max_per_user: config.max_filters_per_user, max_bytes: config.max_account_data_bytes }
+        Self {
+            db,
+            max_per_user: config.max_filters_per_user,
+            max_bytes: config.max_account_data_bytes,
+            cache: Mutex::default(),
+        }
     }
 
     /// Store `filter` for `user`; its ID (an identical filter keeps its ID, so a
@@ -49,9 +64,26 @@ impl FilterService {
     pub async fn stored(&self, user: &UserId, filter_id: &str) -> Result<FilterDefinition> {
         let not_found = || Error::not_found(format!("no filter {filter_id} for {user}"));
         let id: u64 = filter_id.parse().map_err(|_| not_found())?;
+        if let Some(known) = self.cached(user, id) {
+            return Ok(known);
+        }
         let user_id = user.to_string();
         let json = self.db.read(move |s| s.filter_get(&user_id, id)).await?.ok_or_else(not_found)?;
-        serde_json::from_str(&json).map_err(Error::internal)
+        self.remember(user, id, &json)
+    }
+
+    fn cached(&self, user: &UserId, id: u64) -> Option<FilterDefinition> {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(&(user.to_owned(), id)).cloned()
+    }
+
+    fn remember(&self, user: &UserId, id: u64, json: &str) -> Result<FilterDefinition> {
+        let filter: FilterDefinition = serde_json::from_str(json).map_err(Error::internal)?;
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= MAX_CACHED {
+            cache.clear();
+        }
+        cache.insert((user.to_owned(), id), filter.clone());
+        Ok(filter)
     }
 
     /// [`Self::stored`] on the calling thread, for the rooms source's synchronous
@@ -59,9 +91,12 @@ impl FilterService {
     pub fn stored_blocking(&self, user: &UserId, filter_id: &str) -> Result<FilterDefinition> {
         let not_found = || Error::not_found(format!("no filter {filter_id} for {user}"));
         let id: u64 = filter_id.parse().map_err(|_| not_found())?;
+        if let Some(known) = self.cached(user, id) {
+            return Ok(known);
+        }
         let user_id = user.to_string();
         let json = self.db.read_blocking(move |s| s.filter_get(&user_id, id))?.ok_or_else(not_found)?;
-        serde_json::from_str(&json).map_err(Error::internal)
+        self.remember(user, id, &json)
     }
 
     /// The filter a `/sync?filter=` names: inline JSON (it starts with `{`) or the ID

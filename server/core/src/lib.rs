@@ -39,7 +39,7 @@ use accounts::AccountService;
 use clock::SharedClock;
 use config::{ClientAreas, FeedsConfig, PeersConfig, PresenceConfig, RateLimitConfig};
 use devices::DeviceService;
-use e2ee::{DeviceListsSource, KeyCountsSource, KeyService, SharedRooms, ToDeviceService, ToDeviceSource};
+use e2ee::{DeviceListsSource, E2eeMarks, KeyCountsSource, KeyService, SharedRooms, ToDeviceService, ToDeviceSource};
 use exchange::Exchange;
 use feeds::{FeedFederation, FeedPeers, FeedService, FeedsSource};
 use filters::FilterService;
@@ -202,6 +202,7 @@ impl Core {
         let accounts = Arc::new(AccountService::new(db.clone(), server_name, Arc::clone(&clock)));
         let account_data =
             AccountDataService::new(db.clone(), Arc::clone(&positions), Arc::clone(&notifier), &client.client);
+        let e2ee_marks = Arc::new(E2eeMarks::new(positions.visible()));
         let keys = KeyService::new(
             db.clone(),
             Arc::clone(&positions),
@@ -209,6 +210,7 @@ impl Core {
             Arc::clone(&shared_rooms),
             server_name,
             &client.e2ee,
+            Arc::clone(&e2ee_marks),
         );
         let to_device =
             ToDeviceService::new(db.clone(), Arc::clone(&positions), Arc::clone(&notifier), server_name, &client.e2ee);
@@ -218,6 +220,7 @@ impl Core {
             Arc::clone(&positions),
             Arc::clone(&notifier),
             shared_rooms,
+            e2ee_marks,
         );
         let media_dir = db.path().parent().map_or_else(|| std::path::PathBuf::from("media"), |d| d.join("media"));
         let media = Arc::new(MediaService::new(db.clone(), Arc::clone(&clock), media_dir, server_name, &client.media)?);

@@ -10,7 +10,7 @@ use crate::config::ClientConfig;
 use crate::error::{Error, ErrorKind, Result};
 use crate::storage::client_state::AccountDataRow;
 use crate::storage::{Db, Unit};
-use crate::stream::{Notifier, Positions};
+use crate::stream::{Marks, Notifier, Positions};
 
 /// The account-data type that holds push rules.
 pub const PUSH_RULES: &str = "m.push_rules";
@@ -25,6 +25,8 @@ pub struct AccountDataService {
     db: Db,
     positions: Arc<Positions>,
     notifier: Arc<Notifier>,
+    /// Per user: the newest position of an entry written.
+    marks: Arc<Marks>,
     max_entries: u64,
     max_bytes: usize,
 }
@@ -32,10 +34,12 @@ pub struct AccountDataService {
 impl AccountDataService {
     /// The service over `db`, bounded by `config`.
     pub fn new(db: Db, positions: Arc<Positions>, notifier: Arc<Notifier>, config: &ClientConfig) -> Arc<Self> {
+        let marks = Arc::new(Marks::new(positions.visible()));
         Arc::new(Self {
             db,
             positions,
             notifier,
+            marks,
             max_entries: config.max_account_data_per_user,
             max_bytes: config.max_account_data_bytes,
         })
@@ -73,6 +77,7 @@ impl AccountDataService {
         let pos = self.positions.reserve_in(&mut unit);
         let (user_id, room_id, kind, cap) =
             (user.to_string(), room.map(|r| r.to_string()).unwrap_or_default(), kind.to_owned(), self.max_entries);
+        let marks = Arc::clone(&self.marks);
         unit.write(move |s| {
             if !s.account_data_exists(&user_id, &room_id, &kind)? && s.account_data_count(&user_id)? >= cap {
                 return Err(Error::new(
@@ -80,6 +85,7 @@ impl AccountDataService {
                     format!("one user keeps at most {cap} account-data entries (client.max_account_data_per_user)"),
                 ));
             }
+            marks.raise(&user_id, pos);
             s.account_data_put(&user_id, &room_id, &kind, &json, pos)
         });
         let (notifier, owner) = (Arc::clone(&self.notifier), user.to_owned());
@@ -102,6 +108,9 @@ impl AccountDataService {
     /// The entries of `user` that changed in `(since, upto]` (all, for `None`).
     pub async fn changed(&self, user: &UserId, since: Option<u64>, upto: u64) -> Result<Vec<AccountDataRow>> {
         let user_id = user.to_string();
+        if since.is_some_and(|since| !self.marks.changed_after(&user_id, since)) {
+            return Ok(Vec::new());
+        }
         self.db.read(move |s| s.account_data_changed(&user_id, since, upto)).await
     }
 }

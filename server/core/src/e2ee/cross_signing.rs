@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::keys::{KeyService, MAX_USERS_PER_REQUEST};
+use super::marks::ANY_USER;
 use super::write_at;
 use crate::error::{Error, ErrorKind, Result};
 use crate::ids::is_local;
@@ -202,6 +203,7 @@ impl KeyService {
         }
         let wake = self.shared.users_sharing_with(user).await?;
         let id = user.to_string();
+        let marks = std::sync::Arc::clone(&self.marks);
         write_at(&self.db, &self.positions, &self.notifier, wake, move |s, pos| {
             let stored = s.cross_signing_get(&id)?;
             let old_master = stored.iter().find(|(k, _, _)| k == "master").map(|(_, key_id, _)| key_id.clone());
@@ -240,6 +242,7 @@ impl KeyService {
                 }
             }
             if changed {
+                marks.device_lists.raise(ANY_USER, pos);
                 s.device_list_changed(&id, pos)?;
             }
             Ok(((), changed))
@@ -260,6 +263,7 @@ impl KeyService {
         wake.dedup();
         let (signer, server_name) = (signer.to_owned(), self.server_name.clone());
         let max = self.config.max_signatures_per_key;
+        let marks = std::sync::Arc::clone(&self.marks);
         write_at(&self.db, &self.positions, &self.notifier, wake, move |s, pos| {
             let mut failures = SignatureFailures::new();
             let mut changed_users: Vec<String> = Vec::new();
@@ -284,6 +288,7 @@ impl KeyService {
             changed_users.sort();
             changed_users.dedup();
             for user in &changed_users {
+                marks.device_lists.raise(ANY_USER, pos);
                 s.device_list_changed(user, pos)?;
             }
             Ok((failures, !changed_users.is_empty()))

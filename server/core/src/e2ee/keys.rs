@@ -15,6 +15,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::cross_signing::KeyQueryAnswer;
+use super::marks::{ANY_USER, E2eeMarks, KeyCounts};
 use super::shared_rooms::SharedRooms;
 use super::write_at;
 use crate::accounts::Device;
@@ -66,6 +67,7 @@ pub struct KeyService {
     pub(super) shared: Arc<dyn SharedRooms>,
     pub(super) server_name: String,
     pub(super) config: E2eeConfig,
+    pub(super) marks: Arc<E2eeMarks>,
 }
 
 impl KeyService {
@@ -77,8 +79,17 @@ impl KeyService {
         shared: Arc<dyn SharedRooms>,
         server_name: &str,
         config: &E2eeConfig,
+        marks: Arc<E2eeMarks>,
     ) -> Arc<Self> {
-        Arc::new(Self { db, positions, notifier, shared, server_name: server_name.to_owned(), config: config.clone() })
+        Arc::new(Self {
+            db,
+            positions,
+            notifier,
+            shared,
+            server_name: server_name.to_owned(),
+            config: config.clone(),
+            marks,
+        })
     }
 
     /// Who shares a room with `user`, for the device-list parts of sync and `keys/changes`.
@@ -108,12 +119,14 @@ impl KeyService {
         let wake = if device_keys.is_some() { self.shared.users_sharing_with(&device.user_id).await? } else { vec![] };
         let (user, dev, cap) =
             (device.user_id.to_string(), device.device_id.clone(), self.config.max_one_time_keys_per_device);
-        write_at(&self.db, &self.positions, &self.notifier, wake, move |s, pos| {
+        let marks = Arc::clone(&self.marks);
+        let written = write_at(&self.db, &self.positions, &self.notifier, wake, move |s, pos| {
             let mut changed = false;
             if let Some(keys) = device_keys {
                 let old = s.device_keys_get(&user, Some(&dev))?;
                 if old.first().is_none_or(|(_, k)| *k != keys) {
                     s.device_keys_put(&user, &dev, &keys)?;
+                    marks.device_lists.raise(ANY_USER, pos);
                     s.device_list_changed(&user, pos)?;
                     changed = true;
                 }
@@ -133,7 +146,9 @@ impl KeyService {
             }
             Ok((counts, changed))
         })
-        .await
+        .await;
+        self.marks.counts_changed();
+        written
     }
 
     fn key_json(&self, key: &Value) -> Result<String> {
@@ -208,7 +223,8 @@ impl KeyService {
         }
         let wanted: Vec<(OwnedUserId, BTreeMap<String, String>)> =
             wanted.into_iter().filter(|(u, _)| is_local(u, &self.server_name)).collect();
-        self.db
+        let claimed = self
+            .db
             .write(move |s| {
                 let mut out = ClaimedKeys::new();
                 for (user, devices) in wanted {
@@ -229,13 +245,18 @@ impl KeyService {
                 }
                 Ok(out)
             })
-            .await
+            .await;
+        self.marks.counts_changed();
+        claimed
     }
 
     /// The users who share a room with `user` and whose device lists changed in
     /// `(since, upto]`.
     pub async fn changed(&self, user: &UserId, since: u64, upto: u64) -> Result<Vec<OwnedUserId>> {
         if since >= upto {
+            return Ok(Vec::new());
+        }
+        if !self.marks.device_lists.changed_after(ANY_USER, since) {
             return Ok(Vec::new());
         }
         let shared = self.shared.users_sharing_with(user).await?;
@@ -250,8 +271,15 @@ impl KeyService {
 
     /// The unclaimed one-time keys per algorithm and the unused fallback key
     /// algorithms of one device.
-    pub async fn counts(&self, user: &UserId, device: &str) -> Result<(Vec<(String, u64)>, Vec<String>)> {
+    pub async fn counts(&self, user: &UserId, device: &str) -> Result<KeyCounts> {
         let (user, device) = (user.to_string(), device.to_owned());
-        self.db.read(move |s| Ok((s.otk_counts(&user, &device)?, s.fallback_unused(&user, &device)?))).await
+        if let Some(known) = self.marks.counts(&user, &device) {
+            return Ok(known);
+        }
+        let generation = self.marks.generation();
+        let (u, d) = (user.clone(), device.clone());
+        let read = self.db.read(move |s| Ok((s.otk_counts(&u, &d)?, s.fallback_unused(&u, &d)?))).await?;
+        self.marks.keep_counts(&user, &device, generation, &read);
+        Ok(read)
     }
 }

@@ -8,6 +8,7 @@
 
 mod cross_signing;
 mod keys;
+pub(crate) mod marks;
 mod shared_rooms;
 mod sources;
 mod to_device;
@@ -15,6 +16,7 @@ mod write;
 
 pub use cross_signing::{KeyQueryAnswer, SignatureFailures, SignatureUploads, SigningKeysUpload};
 pub use keys::{ClaimedKeys, KeyService, QueriedKeys, UploadKeys};
+pub use marks::E2eeMarks;
 pub use shared_rooms::{SelfOnly, SharedRooms};
 pub use sources::{DeviceListsSource, KeyCountsSource, ToDeviceSource};
 pub use to_device::ToDeviceService;

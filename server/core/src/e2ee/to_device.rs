@@ -3,8 +3,8 @@
 //! a later token, then deleted. A message survives restarts (`kill -9` included)
 //! until it was acknowledged. A transaction ID is applied once per sending device.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 use ruma::{OwnedUserId, UserId};
 use serde_json::Value;
@@ -16,7 +16,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::ids::is_local;
 use crate::storage::Db;
 use crate::storage::e2ee::ToDeviceRow;
-use crate::stream::{Notifier, Positions};
+use crate::stream::{Marks, Notifier, Positions};
 
 /// The device ID that means "every device of the user".
 const ALL_DEVICES: &str = "*";
@@ -31,7 +31,15 @@ pub struct ToDeviceService {
     notifier: Arc<Notifier>,
     server_name: String,
     config: E2eeConfig,
+    /// Per user: the newest position of a message queued for one of their devices.
+    marks: Arc<Marks>,
+    /// Per device (`user`, `device`): a sync read at this position found its queue
+    /// empty. With no message queued for the user since, it still is.
+    empty_at: Mutex<HashMap<(String, String), u64>>,
 }
+
+/// Devices whose empty queue is remembered at most; past it the memory starts afresh.
+const MAX_EMPTY_REMEMBERED: usize = 100_000;
 
 impl ToDeviceService {
     /// Messages queued in `db`, bounded by `config`.
@@ -42,7 +50,16 @@ impl ToDeviceService {
         server_name: &str,
         config: &E2eeConfig,
     ) -> Arc<Self> {
-        Arc::new(Self { db, positions, notifier, server_name: server_name.to_owned(), config: config.clone() })
+        let marks = Arc::new(Marks::new(positions.visible()));
+        Arc::new(Self {
+            db,
+            positions,
+            notifier,
+            server_name: server_name.to_owned(),
+            config: config.clone(),
+            marks,
+            empty_at: Mutex::default(),
+        })
     }
 
     /// Queue `messages` (`user → device or "*" → content`) of type `kind` from
@@ -94,7 +111,11 @@ impl ToDeviceService {
             txn_id.to_owned(),
             self.config.max_to_device_queue,
         );
+        let marks = Arc::clone(&self.marks);
         write_at(&self.db, &self.positions, &self.notifier, wake, move |s, pos| {
+            for (user, _, _) in &queued {
+                marks.raise(user, pos);
+            }
             if !s.to_device_txn_put(&from, &from_device, &txn)? {
                 return Ok(((), false));
             }
@@ -135,8 +156,19 @@ impl ToDeviceService {
         since: Option<u64>,
         upto: u64,
     ) -> Result<Vec<ToDeviceRow>> {
-        let (u, d) = (user.to_string(), device.to_owned());
+        let key = (user.to_string(), device.to_owned());
+        if self.known_empty(&key, upto) {
+            return Ok(Vec::new());
+        }
+        let (u, d) = key.clone();
         let mut waiting = self.db.read(move |s| s.to_device_waiting(&u, &d, upto)).await?;
+        if waiting.is_empty() {
+            let mut empty = self.empty_at.lock().unwrap_or_else(|p| p.into_inner());
+            if empty.len() >= MAX_EMPTY_REMEMBERED {
+                empty.clear();
+            }
+            empty.insert(key, upto);
+        }
         if let Some(since) = since
             && waiting.first().is_some_and(|m| m.stream_pos <= since)
         {
@@ -145,5 +177,14 @@ impl ToDeviceService {
             waiting.retain(|m| m.stream_pos > since);
         }
         Ok(waiting)
+    }
+
+    /// Whether the device's queue is known to be empty at `upto`: a read found it
+    /// empty at a position at or above every message queued for the user since
+    /// start-up (messages are queued, with their position's mark raised, before the
+    /// position is visible, so one at or below `upto` would have raised it).
+    fn known_empty(&self, key: &(String, String), upto: u64) -> bool {
+        let empty = self.empty_at.lock().unwrap_or_else(|p| p.into_inner());
+        empty.get(key).is_some_and(|at| *at <= upto && self.marks.newest(&key.0) <= *at)
     }
 }

@@ -6,8 +6,10 @@
 //! room events, posts) is a [`crate::sync::Source`] that records the position of its
 //! last change per item and answers `/sync` for a range of positions.
 
+mod marks;
 mod notifier;
 mod positions;
 
+pub use marks::Marks;
 pub use notifier::Notifier;
 pub use positions::Positions;
