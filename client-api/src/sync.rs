@@ -2,10 +2,19 @@
 
 use std::time::Duration;
 
-use axum::Json;
+use std::collections::BTreeMap;
+
 use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use ruma::api::client::sync::sync_events::v3::{InvitedRoom, JoinedRoom, KnockedRoom, LeftRoom};
+use ruma::events::presence::PresenceEvent;
+use ruma::events::{AnyGlobalAccountDataEvent, AnyToDeviceEvent};
 use ruma::presence::PresenceState;
-use serde_json::{Value, json};
+use ruma::serde::Raw;
+use ruma::{OneTimeKeyAlgorithm, OwnedRoomId, OwnedUserId, UInt};
+use serde::Serialize;
+use serde_json::Value;
 use tidings_core::sync::{SyncRequest, SyncResponse, SyncToken};
 use tidings_core::{Core, Error};
 
@@ -40,46 +49,71 @@ pub async fn get_sync(
     State(core): State<Core>,
     AuthedQuiet(device): AuthedQuiet,
     QueryMap(query): QueryMap,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let (mut request, set_presence) = parse_request(&core, &device.user_id, &query)?;
     request.device = Some(ruma::OwnedDeviceId::from(device.device_id.as_str()));
     let _syncing = core.presence.sync_started(&device.user_id, &device.device_id, set_presence).await;
     let answer = core.sync.sync(&device.user_id, request).await?;
-    Ok(Json(render(answer)))
+    Ok(render(&answer)?)
 }
 
 /// The JSON of a sync answer: every key Matrix clients expect, empty where Tidings
-/// has nothing yet, and the extensions at the top level.
-fn render(answer: SyncResponse) -> Value {
-    let mut body = json!({
-        "next_batch": answer.next_batch.to_string(),
-        "presence": answer.presence,
-        "account_data": answer.account_data,
-        "to_device": answer.to_device,
-        "rooms": answer.rooms,
-        "device_lists": answer.device_lists,
-        "device_one_time_keys_count": answer.device_one_time_keys_count,
-    });
-    if let Some(types) = answer.device_unused_fallback_key_types {
-        body["device_unused_fallback_key_types"] = json!(types);
-    }
-    for (key, list) in
-        [("account_data", "events"), ("to_device", "events"), ("device_lists", "changed"), ("device_lists", "left")]
-    {
-        if body[key].get(list).is_none() {
-            body[key][list] = json!([]);
-        }
-    }
-    for room_kind in ["join", "invite", "leave", "knock"] {
-        if body["rooms"].get(room_kind).is_none() {
-            body["rooms"][room_kind] = json!({});
-        }
-    }
-    if body["presence"].get("events").is_none() {
-        body["presence"]["events"] = json!([]);
-    }
-    for (key, value) in answer.extensions {
-        body[key] = value;
-    }
-    body
+/// has nothing, and the extensions at the top level. Written in one pass: the events
+/// the sources rendered (`Raw`) are copied into the body as they are, not parsed again.
+#[derive(Serialize)]
+struct Body<'a> {
+    next_batch: String,
+    presence: Events<'a, Raw<PresenceEvent>>,
+    account_data: Events<'a, Raw<AnyGlobalAccountDataEvent>>,
+    to_device: Events<'a, Raw<AnyToDeviceEvent>>,
+    rooms: RoomsBody<'a>,
+    device_lists: DeviceListsBody<'a>,
+    device_one_time_keys_count: &'a BTreeMap<OneTimeKeyAlgorithm, UInt>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    device_unused_fallback_key_types: Option<&'a Vec<OneTimeKeyAlgorithm>>,
+    #[serde(flatten)]
+    extensions: &'a BTreeMap<String, Value>,
+}
+
+/// `{"events": [...]}`, also when empty.
+#[derive(Serialize)]
+struct Events<'a, T> {
+    events: &'a [T],
+}
+
+/// `rooms`, with all four kinds also when empty.
+#[derive(Serialize)]
+struct RoomsBody<'a> {
+    join: &'a BTreeMap<OwnedRoomId, JoinedRoom>,
+    invite: &'a BTreeMap<OwnedRoomId, InvitedRoom>,
+    leave: &'a BTreeMap<OwnedRoomId, LeftRoom>,
+    knock: &'a BTreeMap<OwnedRoomId, KnockedRoom>,
+}
+
+/// `device_lists`, with both lists also when empty.
+#[derive(Serialize)]
+struct DeviceListsBody<'a> {
+    changed: &'a [OwnedUserId],
+    left: &'a [OwnedUserId],
+}
+
+fn render(answer: &SyncResponse) -> Result<Response, Error> {
+    let body = Body {
+        next_batch: answer.next_batch.to_string(),
+        presence: Events { events: &answer.presence.events },
+        account_data: Events { events: &answer.account_data.events },
+        to_device: Events { events: &answer.to_device.events },
+        rooms: RoomsBody {
+            join: &answer.rooms.join,
+            invite: &answer.rooms.invite,
+            leave: &answer.rooms.leave,
+            knock: &answer.rooms.knock,
+        },
+        device_lists: DeviceListsBody { changed: &answer.device_lists.changed, left: &answer.device_lists.left },
+        device_one_time_keys_count: &answer.device_one_time_keys_count,
+        device_unused_fallback_key_types: answer.device_unused_fallback_key_types.as_ref(),
+        extensions: &answer.extensions,
+    };
+    let bytes = serde_json::to_vec(&body).map_err(Error::internal)?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response())
 }
