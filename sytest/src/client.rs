@@ -69,6 +69,22 @@ impl Client {
         Self::build(base_url.into(), Some(ca_pem))
     }
 
+    /// The same server through a client that keeps connections open between
+    /// requests, as real clients do (the benches); the default opens one per request,
+    /// so a test never reuses a connection to a server it killed.
+    ///
+    /// # Panics
+    ///
+    /// If the client cannot be built.
+    pub fn keep_alive(&self) -> Self {
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(REQUEST_TIMEOUT)
+            .build()
+            .expect("building the reqwest client");
+        Client { http, base_url: self.base_url.clone() }
+    }
+
     fn build(base_url: String, ca_pem: Option<&[u8]>) -> Self {
         let mut builder = reqwest::Client::builder().no_proxy().pool_max_idle_per_host(0).timeout(REQUEST_TIMEOUT);
         if let Some(pem) = ca_pem {

@@ -21,6 +21,14 @@
 //!   room. The instant each send starts is recorded.
 //! * Drain: until every member saw the last accepted message of its room (10 s on
 //!   Tidings, 30 s on Synapse).
+//! * Order: Synapse first, then Tidings under the same load, then Tidings again with
+//!   fresh users and rooms, *paced*: each sender keeps to a schedule so that the
+//!   whole offered rate is 100 times Synapse's measured messages per second (or
+//!   `--rate N`). The first run gives the ratio of what each server accepts flat
+//!   out; the paced one the delivery delay at that rate, which is what the aim
+//!   (p99 under 50 ms at 100 times Synapse's rate) is about: flat out, with 100
+//!   sends always in flight, a send's own wait is 100 / (messages per second).
+//! * Clients keep their connections open between requests, as real clients do.
 //!
 //! # Figures
 //!
@@ -54,18 +62,21 @@ pub struct Args {
     pub seconds: u64,
     /// Sends in flight at once.
     pub concurrency: usize,
+    /// The paced run's messages per second, if set (else 100 times Synapse's).
+    pub rate: Option<f64>,
     synapse: bool,
 }
 
-const USAGE: &str = "usage: room-bench [--synapse | --only-tidings] [--seconds N] [--concurrency N]\n\
-    \n  --only-tidings   measure Tidings alone\
-    \n  --seconds N      how long the load runs (default 10)\
+const USAGE: &str = "usage: room-bench [--synapse | --only-tidings] [--seconds N] [--concurrency N] [--rate N]\n\
+    \n  --only-tidings   measure Tidings alone (no paced run unless --rate is given)\
+    \n  --seconds N      how long each load runs (default 10)\
     \n  --concurrency N  sends in flight at once, 1..=100 (default 100)\
+    \n  --rate N         the paced run's messages per second (default: 100 times Synapse's)\
     \n\nTIDINGS_SYNAPSE_PYTHON names a Python with Synapse installed; unset, sytest/synapse/install.sh makes one.";
 
 impl Args {
     fn parse() -> Result<Args, String> {
-        let mut args = Args { seconds: 10, concurrency: 100, synapse: true };
+        let mut args = Args { seconds: 10, concurrency: 100, rate: None, synapse: true };
         let mut it = std::env::args().skip(1);
         while let Some(arg) = it.next() {
             let mut value = |name: &str| -> Result<u64, String> {
@@ -75,6 +86,7 @@ impl Args {
             match arg.as_str() {
                 "--seconds" => args.seconds = value("--seconds")?.max(1),
                 "--concurrency" => args.concurrency = usize::try_from(value("--concurrency")?).unwrap_or(1),
+                "--rate" => args.rate = Some(value("--rate")?.max(1) as f64),
                 "--synapse" => args.synapse = true,
                 "--only-tidings" => args.synapse = false,
                 "-h" | "--help" => return Err(String::new()),
@@ -111,31 +123,20 @@ async fn run(args: Args) -> ExitCode {
         args.concurrency,
         std::thread::available_parallelism().map_or(1, usize::from)
     );
-    let python = if args.synapse {
-        match tidings_sytest::synapse::install().await {
-            Ok(p) => Some(p),
+    // Synapse first: its rate sets the paced run's (100 times it).
+    let theirs = if args.synapse {
+        match synapse_figures(args).await {
+            Ok(f) => Some(f),
             Err(e) => {
-                eprintln!("room-bench: cannot install Synapse: {e} (--only-tidings measures Tidings alone)");
+                eprintln!("room-bench: Synapse: {e} (--only-tidings measures Tidings alone)");
                 return ExitCode::FAILURE;
             }
         }
     } else {
         None
     };
-    let opts =
-        ServerOptions { rate_limits: false, rust_log: Some("warn".into()), ..ServerOptions::named("bench.test") }
-            .with_key("", "max_connections", "4096");
-    let mut tidings = match TestServer::try_start(opts).await {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("room-bench: cannot start Tidings: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let Some(pid) = tidings.pid() else { return ExitCode::FAILURE };
-    let ours = load::measure("Tidings", tidings.client(), pid, args, false).await;
-    tidings.stop().await;
-    let ours = match ours {
+    let paced_rate = args.rate.or_else(|| theirs.as_ref().map(|t| t.msgs_per_s() * 100.0));
+    let (ours, paced) = match tidings_figures(args, paced_rate).await {
         Ok(f) => f,
         Err(e) => {
             eprintln!("room-bench: Tidings: {e}");
@@ -143,29 +144,48 @@ async fn run(args: Args) -> ExitCode {
         }
     };
     ours.print("Tidings");
-    let clean = ours.clean();
-    let Some(python) = python else {
-        return if clean { ExitCode::SUCCESS } else { ExitCode::FAILURE };
-    };
-    let mut synapse = match SynapseServer::start(&python, "localhost").await {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("room-bench: cannot start Synapse: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let Some(pid) = synapse.pid() else { return ExitCode::FAILURE };
-    let theirs = load::measure("Synapse", synapse.client(), pid, args, true).await;
-    synapse.stop().await;
-    match theirs {
-        Ok(theirs) => {
-            theirs.print("Synapse");
-            load::Figures::compare(&ours, &theirs);
-        }
-        Err(e) => {
-            eprintln!("room-bench: Synapse: {e}");
-            return ExitCode::FAILURE;
-        }
+    if let Some(paced) = &paced {
+        paced.print("Tidings paced");
     }
+    if let Some(theirs) = &theirs {
+        theirs.print("Synapse");
+        load::Figures::compare(&ours, theirs);
+    }
+    if let (Some(paced), Some(rate)) = (&paced, paced_rate) {
+        load::Figures::paced_summary(paced, rate);
+    }
+    let clean = ours.clean() && paced.as_ref().is_none_or(load::Figures::clean);
     if clean { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+/// Synapse under the saturating load.
+async fn synapse_figures(args: Args) -> Result<load::Figures, String> {
+    let python = tidings_sytest::synapse::install().await.map_err(|e| format!("cannot install Synapse: {e}"))?;
+    let mut synapse =
+        SynapseServer::start(&python, "localhost").await.map_err(|e| format!("cannot start Synapse: {e}"))?;
+    let pid = synapse.pid().ok_or("Synapse has no pid")?;
+    let theirs = load::measure("Synapse", synapse.client().keep_alive(), pid, args, None, true).await;
+    synapse.stop().await;
+    theirs
+}
+
+/// Tidings under the saturating load, then (with fresh users and rooms on the same
+/// server) paced at `paced_rate` messages per second, if given.
+async fn tidings_figures(
+    args: Args,
+    paced_rate: Option<f64>,
+) -> Result<(load::Figures, Option<load::Figures>), String> {
+    let opts =
+        ServerOptions { rate_limits: false, rust_log: Some("warn".into()), ..ServerOptions::named("bench.test") }
+            .with_key("", "max_connections", "4096");
+    let mut tidings = TestServer::try_start(opts).await.map_err(|e| format!("cannot start Tidings: {e}"))?;
+    let pid = tidings.pid().ok_or("Tidings has no pid")?;
+    let client = tidings.client().keep_alive();
+    let ours = load::measure("Tidings", client.clone(), pid, args, None, false).await;
+    let paced = match (&ours, paced_rate) {
+        (Ok(_), Some(rate)) => Some(load::measure("Tidings paced", client, pid, args, Some(rate), false).await),
+        _ => None,
+    };
+    tidings.stop().await;
+    Ok((ours?, paced.transpose()?))
 }
