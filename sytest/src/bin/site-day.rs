@@ -70,6 +70,14 @@ const FEED_INTERVAL_MS: u64 = 600_000;
 const RATE: u64 = 240;
 const LATENCY_MS: u64 = 1000;
 const COST_PER_MINUTE: f64 = 1.50;
+/// Sessions: hang up after this much of nothing (a call's exchange is over by then).
+const SESSIONS_IDLE_HANGUP_MS: u64 = 5_000;
+/// Sessions: presence waits for a call at most this long (coalescing meanwhile).
+const SESSIONS_PRESENCE_WAIT_MS: u64 = 3 * 3_600_000;
+/// Sessions: consent, subscriptions and a reminder silence asks for.
+const SESSIONS_SHORT_WAIT_MS: u64 = 600_000;
+/// Sessions: feed items ride the presence calls; alone they would call after this.
+const SESSIONS_BULK_WAIT_MS: u64 = 6 * 3_600_000;
 const ADMIN_PEERS: &str = "/_tidings/admin/v1/federation/peers";
 const CLASSES: [&str; 4] = ["control", "presence", "short", "bulk"];
 
@@ -133,6 +141,12 @@ fn loopback(port: u16) -> SocketAddr {
 
 /// Options of one site: thin-line timers, scaled.
 fn options(name: &str, port: u16, scale: Scale, mode: Mode) -> ServerOptions {
+    // A mirror heard from only at calls: in sessions its alive and silence timers
+    // follow the calls, not the seed's always-open 10 and 40 minutes.
+    let (alive_ms, silence_ms) = match mode {
+        Mode::Sessions => (SESSIONS_PRESENCE_WAIT_MS, 4 * SESSIONS_PRESENCE_WAIT_MS),
+        Mode::Link | Mode::Http => (600_000, 2_400_000),
+    };
     let mut o = ServerOptions {
         port: Some(port),
         batch_ms: scale.ms(BATCH_MS),
@@ -144,18 +158,30 @@ fn options(name: &str, port: u16, scale: Scale, mode: Mode) -> ServerOptions {
     }
     .with_key("feeds", "min_interval_ms", &scale.ms(FEED_INTERVAL_MS).to_string())
     .with_key("feeds", "max_interval_ms", &scale.ms(FEED_INTERVAL_MS).to_string())
-    .with_key("feeds", "alive_interval_ms", &scale.ms(600_000).to_string())
-    .with_key("feeds", "mirror_silence_ms", &scale.ms(2_400_000).to_string())
+    .with_key("feeds", "alive_interval_ms", &scale.ms(alive_ms).to_string())
+    .with_key("feeds", "mirror_silence_ms", &scale.ms(silence_ms).to_string())
     .with_key("feeds", "allow_private_addresses", "true");
     if name == SITE {
         o = o.with_key("feeds", "fetch", "\"peers\"");
     }
-    if mode != Mode::Http {
-        o = o
-            .with_key("link", "mode", if mode == Mode::Sessions { "\"sessions\"" } else { "\"always\"" })
-            .with_key("link", "idle_hangup_ms", &scale.ms(30_000).to_string())
-            .with_key("link", "bulk_max_wait_ms", &scale.ms(900_000).to_string())
-            .with_key("link", "cost_per_minute", &COST_PER_MINUTE.to_string());
+    match mode {
+        Mode::Http => {}
+        Mode::Link => {
+            o = o.with_key("link", "mode", "\"always\"").with_key(
+                "link",
+                "cost_per_minute",
+                &COST_PER_MINUTE.to_string(),
+            );
+        }
+        Mode::Sessions => {
+            o = o
+                .with_key("link", "mode", "\"sessions\"")
+                .with_key("link", "idle_hangup_ms", &scale.ms(SESSIONS_IDLE_HANGUP_MS).to_string())
+                .with_key("link", "presence_max_wait_ms", &scale.ms(SESSIONS_PRESENCE_WAIT_MS).to_string())
+                .with_key("link", "short_max_wait_ms", &scale.ms(SESSIONS_SHORT_WAIT_MS).to_string())
+                .with_key("link", "bulk_max_wait_ms", &scale.ms(SESSIONS_BULK_WAIT_MS).to_string())
+                .with_key("link", "cost_per_minute", &COST_PER_MINUTE.to_string());
+        }
     }
     o
 }
@@ -389,8 +415,9 @@ async fn day(mode: Mode, scale: Scale) -> Result<DayResult, String> {
     let mut site = start(mode, scale).await?;
     eprintln!("site-day: {}: setting up watch edges and feeds", mode.name());
     set_up(&mut site).await?;
-    // Let the setup's traffic drain (a few batch windows).
-    tokio::time::sleep(scale.real(10 * BATCH_MS)).await;
+    // Let the setup's traffic drain (a few batch windows; in sessions, one call's wait).
+    let drain = if mode == Mode::Sessions { SESSIONS_PRESENCE_WAIT_MS } else { 10 * BATCH_MS };
+    tokio::time::sleep(scale.real(drain)).await;
     eprintln!("site-day: {}: replaying the day ({:?} real)", mode.name(), scale.real(DAY_MS));
     let before = counters(&site).await?;
     let start = Instant::now();
