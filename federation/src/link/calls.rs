@@ -11,6 +11,7 @@ use tidings_core::lanes::Lane;
 use tidings_core::outbound::{Waiting, WaitingSince};
 
 use super::config::LinkConfig;
+use super::frame::Class;
 
 /// The maximum waits of a line that calls, in ms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +28,15 @@ impl MaxWaits {
     /// The waits of `[link]`.
     pub fn of(config: &LinkConfig) -> Self {
         Self { presence: config.presence_max_wait_ms, short: config.short_max_wait_ms, bulk: config.bulk_max_wait_ms }
+    }
+
+    /// The wait of a transaction of `class`.
+    pub fn of_class(&self, class: Class) -> u64 {
+        match class {
+            Class::Presence => self.presence,
+            Class::Short => self.short,
+            Class::Bulk => self.bulk,
+        }
     }
 
     fn of_kind(&self, kind: Waiting) -> u64 {

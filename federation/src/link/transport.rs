@@ -50,6 +50,9 @@ pub struct LinkPeer {
     connecting: AtomicBool,
     /// A call from the peer is in its handshake here: do not dial it meanwhile.
     answering: AtomicBool,
+    /// Sessions: transactions whose call ended before their ack (a hang-up crossed
+    /// them); their next attempt rides the next call instead of calling at once.
+    cut: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Its figures.
     pub stats: Arc<LinkStats>,
 }
@@ -166,6 +169,7 @@ impl Links {
                         wanted: AtomicBool::new(false),
                         connecting: AtomicBool::new(false),
                         answering: AtomicBool::new(false),
+                        cut: Default::default(),
                         stats: Arc::new(LinkStats::default()),
                     }),
                 ))
@@ -520,15 +524,26 @@ impl Links {
         if class == Class::Bulk && self.budget.exhausted() {
             return fail("today's link budget is spent; bulk waits for tomorrow".into());
         }
+        let sessions = self.config.mode == LinkMode::Sessions;
+        let was_cut = sessions && peer.cut.lock().unwrap_or_else(|p| p.into_inner()).remove(&txn.txn_id);
+        if was_cut && peer.open_conn().is_none() {
+            // Its call ended under it (a hang-up crossed it): it waits for the next
+            // call, or its class's maximum wait, like anything new.
+            let wait = Duration::from_millis(super::calls::MaxWaits::of(&self.config).of_class(class));
+            let mut changes = peer.conn.subscribe();
+            let _ = tokio::time::timeout(wait, changes.wait_for(|c| c.as_ref().is_some_and(|c| c.is_open()))).await;
+        }
         let conn = match self.connection(peer).await {
             Ok(c) => c,
             Err(e) => return fail(e),
         };
         let started = Instant::now();
-        let result = conn
-            .send(class, &txn.txn_id, &txn.body)
-            .await
-            .unwrap_or_else(|_| Err("the link connection ended before the peer acknowledged".into()));
+        let result = conn.send(class, &txn.txn_id, &txn.body).await.unwrap_or_else(|_| {
+            if sessions {
+                peer.cut.lock().unwrap_or_else(|p| p.into_inner()).insert(txn.txn_id.clone());
+            }
+            Err("the link connection ended before the peer acknowledged".into())
+        });
         let rtt_ms = result.is_ok().then(|| started.elapsed().as_millis() as u64);
         Delivery { result, traffic: Traffic::default(), rtt_ms }
     }
