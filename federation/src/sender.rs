@@ -59,6 +59,8 @@ impl Sender {
                 exchange.outbound().ready(&dest, self.lane).await;
             }
             look_now = false;
+            // A line that calls gathers only when it is time to call (or a call is up).
+            self.transport.hold(&peer.config, self.lane, exchange.outbound()).await;
             match exchange.next_transaction(&dest, self.lane).await {
                 Ok(Some(txn)) => self.deliver(&peer, txn).await,
                 Ok(None) => {}

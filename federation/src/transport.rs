@@ -7,7 +7,8 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use tidings_core::outbound::StoredTxn;
+use tidings_core::lanes::Lane;
+use tidings_core::outbound::{Outbound, StoredTxn};
 
 use crate::config::PeerConfig;
 
@@ -38,4 +39,13 @@ pub struct Delivery {
 pub trait Transport: Send + Sync + std::fmt::Debug {
     /// Deliver `txn` to `peer` once; the sender retries with the same transaction.
     fn deliver<'a>(&'a self, peer: &'a PeerConfig, txn: &'a StoredTxn) -> BoxFuture<'a, Delivery>;
+
+    /// Wait, before the next transaction of `lane` is gathered for `peer`, until the
+    /// line should carry it: a line that calls holds it until the oldest thing waiting
+    /// ([`Outbound::waiting`]) reaches its kind's maximum wait, or a call is up. What
+    /// waits meanwhile keeps coalescing in core. By default: at once.
+    fn hold<'a>(&'a self, peer: &'a PeerConfig, lane: Lane, outbound: &'a Outbound) -> BoxFuture<'a, ()> {
+        let _ = (peer, lane, outbound);
+        Box::pin(async {})
+    }
 }

@@ -98,7 +98,7 @@ async fn site(name: &str, peer: &str, clock: SharedClock, seed: u8) -> Site {
         names: vec![peer.to_owned()],
         short_watchdog_ms: SHORT_MS,
         long_watchdog_ms: LONG_MS,
-        urls: Default::default(),
+        ..PeersConfig::default()
     };
     let db = tidings_core::storage::temporary().expect("database");
     let (feeds, client) = (Default::default(), Default::default());

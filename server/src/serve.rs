@@ -44,6 +44,12 @@ pub async fn run(config: Config, listener: TcpListener, stop: watch::Receiver<bo
             short_watchdog_ms: config.federation.short_watchdog_ms,
             long_watchdog_ms: config.federation.long_watchdog_ms,
             urls: config.federation.peers.iter().map(|p| (p.server_name.clone(), p.url.to_string())).collect(),
+            calls: if config.link.mode == tidings_federation::link::LinkMode::Sessions {
+                config.federation.peers.iter().filter(|p| p.link.is_some()).map(|p| p.server_name.clone()).collect()
+            } else {
+                Default::default()
+            },
+            calls_grace_ms: config.link.short_max_wait_ms,
         },
         &config.feeds,
         &config.client_areas(),

@@ -411,7 +411,10 @@ async fn capture_alpha_hello(pair: &Pair) -> Vec<u8> {
 
 #[tokio::test]
 async fn sessions_mode_hangs_up_when_idle_and_calls_again() {
-    let pair = Pair::start("mode = \"sessions\"\nidle_hangup_ms = 2000\ncost_per_minute = 1.5\n").await;
+    let pair = Pair::start(
+        "mode = \"sessions\"\nidle_hangup_ms = 2000\ncost_per_minute = 1.5\npresence_max_wait_ms = 1000\nshort_max_wait_ms = 1000\n",
+    )
+    .await;
     let Sites { admin_a, alice, mut stream, .. } = sites(&pair).await;
 
     for msg in ["first call", "second call"] {
@@ -429,4 +432,32 @@ async fn sessions_mode_hangs_up_when_idle_and_calls_again() {
     let pa = peer(&admin_a, "beta.test").await;
     assert!(num(&pa, "link_connected_ms") > 0, "{pa}");
     assert!(pa["link_cost"].as_f64().is_some_and(|c| c >= 1.5), "each call is billed a minute at least: {pa}");
+}
+
+/// Sessions: a presence change waits for a call up to `presence_max_wait_ms` (never
+/// less: nothing calls for it earlier), and what changes meanwhile coalesces into the
+/// same transaction of the same call: the watcher sees only the newest state.
+#[tokio::test]
+async fn sessions_mode_holds_presence_for_its_maximum_wait_and_coalesces() {
+    const WAIT: Duration = Duration::from_secs(10);
+    let pair = Pair::start(&format!(
+        "mode = \"sessions\"\nidle_hangup_ms = 2000\npresence_max_wait_ms = {}\nshort_max_wait_ms = 1000\n",
+        WAIT.as_millis()
+    ))
+    .await;
+    let Sites { admin_a, alice, mut stream, .. } = sites(&pair).await;
+    eventually(Duration::from_secs(30), || async {
+        let pa = peer(&admin_a, "beta.test").await;
+        if pa["link_state"] == "down" { Ok(()) } else { Err(pa) }
+    })
+    .await;
+    let calls_before = pair.ab.calls() + pair.ba.calls();
+    let first_change = Instant::now();
+    put_status(&alice, "one").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    put_status(&alice, "two").await;
+    let seen = until_status(&mut stream, &alice.user_id, "two", WAIT + Duration::from_secs(20)).await;
+    assert!(first_change.elapsed() >= WAIT, "arrived after {:?}, before the maximum wait", first_change.elapsed());
+    assert_eq!(seen, ["two"], "the older state was replaced while it waited");
+    assert_eq!(pair.ab.calls() + pair.ba.calls(), calls_before + 1, "one call carried both changes");
 }

@@ -36,6 +36,12 @@ pub struct LinkConfig {
     /// At most this many connections may be in their handshake at once; more are
     /// closed at once, so strangers cannot hold the server's memory.
     pub max_pending_handshakes: usize,
+    /// Sessions: how long a presence change may wait for a call made for something
+    /// else before it calls on its own (it keeps coalescing, newest state per user).
+    pub presence_max_wait_ms: u64,
+    /// Sessions: the same for short messages (consent, subscriptions, a reminder the
+    /// long watchdog needs).
+    pub short_max_wait_ms: u64,
     /// Sessions: how long a bulk transaction may wait for a call made for something
     /// else before it calls on its own.
     pub bulk_max_wait_ms: u64,
@@ -51,6 +57,8 @@ impl Default for LinkConfig {
             cost_per_minute: 0.0,
             handshake_timeout_ms: 20_000,
             max_pending_handshakes: 32,
+            presence_max_wait_ms: 600_000,
+            short_max_wait_ms: 120_000,
             bulk_max_wait_ms: 900_000,
         }
     }

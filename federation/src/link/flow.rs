@@ -68,6 +68,11 @@ impl Flow {
         }
     }
 
+    /// Bytes written on the connection so far.
+    pub fn sent(&self) -> u64 {
+        self.sent
+    }
+
     /// Bytes of data messages on the line not yet reported received.
     pub fn in_flight(&self) -> u64 {
         self.data_in_flight
@@ -92,10 +97,16 @@ impl Flow {
         }
     }
 
-    /// The far side reported `total` bytes received, at `now`.
-    pub fn reported(&mut self, total: u64, now: Instant) {
+    /// An ack says the far side received `total` bytes, some time ago (it comes after
+    /// the transaction was applied): in flight drops, but it is no round-trip sample.
+    pub fn acked(&mut self, total: u64) {
+        self.advance(total);
+    }
+
+    /// Drop what `total` covers from in flight; the time of the newest write covered.
+    fn advance(&mut self, total: u64) -> Option<Instant> {
         if total <= self.reported || total > self.sent {
-            return;
+            return None;
         }
         self.reported = total;
         let mut newest = None;
@@ -107,7 +118,12 @@ impl Flow {
             self.data_in_flight -= n;
             self.writes.pop_front();
         }
-        let Some(at) = newest else { return };
+        newest
+    }
+
+    /// The far side reported `total` bytes received, at `now`.
+    pub fn reported(&mut self, total: u64, now: Instant) {
+        let Some(at) = self.advance(total) else { return };
         let rtt = now.saturating_duration_since(at);
         self.last_rtt = Some(rtt);
         let min = *self.min_rtt.get_or_insert(rtt);
@@ -134,7 +150,12 @@ impl Flow {
         }
     }
 
-    /// The round trip last measured.
+    /// The smallest round trip measured: the line's own.
+    pub fn min_rtt(&self) -> Option<Duration> {
+        self.min_rtt
+    }
+
+    /// The last round-trip sample.
     pub fn rtt(&self) -> Option<Duration> {
         self.last_rtt
     }

@@ -7,6 +7,7 @@
 //! durable outbox stays the source of truth.
 
 pub mod budget;
+pub mod calls;
 pub mod compact;
 pub mod compress;
 pub mod config;

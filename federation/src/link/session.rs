@@ -8,8 +8,9 @@
 //!   frames, then each class in strict priority, into messages sized by the flow
 //!   control ([`super::flow`]); bulk messages are cut into chunks and compressed piece
 //!   by piece, so no more than one message of line time waits ahead of presence.
-//! - **Cork.** The writer waits [`CORK`] after work appears (so what arrives together
-//!   leaves together), and [`REPORT_CORK`] when only a flow report is due.
+//! - **Cork.** The writer waits a hundredth of the line's round trip after work
+//!   appears (so what arrives together leaves together), a tenth when only a flow
+//!   report is due ([`CORK_PER_RTT`], [`REPORT_CORK_PER_RTT`]).
 //! - **Receiving.** Each message counts as traffic for the peer's short watchdog. A
 //!   transaction is applied through core's exchange (atomically) and acknowledged
 //!   after the commit; acks ride in the next message either way.
@@ -45,10 +46,14 @@ use super::noise::Cipher;
 use super::txn;
 use crate::transport::BoxFuture;
 
-/// How long the writer waits for more work once some appeared.
-pub const CORK: Duration = Duration::from_millis(20);
-/// How long a flow report alone waits for company.
-pub const REPORT_CORK: Duration = Duration::from_millis(200);
+/// How long the writer waits for more work once some appeared, as a part of the
+/// line's round trip (the handshake's until the flow control measured one): 1/100,
+/// 24 ms on the seed's line (2.4 s). A line played faster (the site-day's scaled
+/// line) corks proportionally shorter, so what a cork gathers does not depend on
+/// the speed of the play.
+pub const CORK_PER_RTT: u32 = 100;
+/// How long a flow report alone waits for company, as a part of the round trip: 1/10.
+pub const REPORT_CORK_PER_RTT: u32 = 10;
 /// Raw bytes of a message compressed at a time (bulk is compressed as it leaves).
 const PIECE: usize = 1024;
 
@@ -56,6 +61,11 @@ const PIECE: usize = 1024;
 pub trait Inbound: Send + Sync + std::fmt::Debug {
     /// A message arrived from `peer` (counts for its short watchdog).
     fn heard(&self, peer: &str);
+    /// A call to `peer` is up (`true`; sessions) or ended: while it is up, whatever
+    /// waits for the peer goes at once.
+    fn calling(&self, peer: &str, up: bool) {
+        let _ = (peer, up);
+    }
     /// Apply a transaction from `peer`; `Ok` once committed (or seen before).
     fn receive<'a>(
         &'a self,
@@ -122,6 +132,8 @@ pub struct ConnParams {
     pub dead_after: Duration,
     /// Sessions mode: hang up after this long with nothing but pings.
     pub idle_hangup: Option<Duration>,
+    /// The handshake's round trip: the line's, until the flow control measures one.
+    pub rtt: Duration,
 }
 
 struct Outgoing {
@@ -135,6 +147,9 @@ struct Pending {
     class: Class,
     sent_at: Instant,
     done: oneshot::Sender<Result<(), String>>,
+    /// Bytes sent on the connection once the message with its last chunk was
+    /// written: what its ack says the far side received.
+    end: Option<u64>,
 }
 
 struct Shared {
@@ -144,6 +159,12 @@ struct Shared {
     control: Vec<Frame<'static>>,
     report_due: bool,
     received_total: u64,
+    /// Per transaction received whole, `received_total` when its last chunk came: an
+    /// ack (or nack) of it reports that much, so a `Received` of the same total is
+    /// left out of the ack's message.
+    implied: HashMap<u64, u64>,
+    /// Transactions whose last chunk is in the message being written.
+    finished: Vec<u64>,
     flow: Flow,
     /// Last data sent or received, or a delivery queued.
     last_activity: Instant,
@@ -199,6 +220,8 @@ impl Conn {
                 control: Vec::new(),
                 report_due: false,
                 received_total: 0,
+                implied: HashMap::new(),
+                finished: Vec::new(),
                 flow: Flow::new(now),
                 last_activity: now,
                 applying: 0,
@@ -356,7 +379,15 @@ impl Conn {
                     wake = true;
                 }
                 Frame::Ack(seq) | Frame::Nack(seq) => {
-                    let pending = self.lock().pending.remove(&seq);
+                    let pending = {
+                        let mut shared = self.lock();
+                        let pending = shared.pending.remove(&seq);
+                        // An ack implies receipt of everything up to its transaction's end.
+                        if let Some(end) = pending.as_ref().and_then(|p| p.end) {
+                            shared.flow.acked(end);
+                        }
+                        pending
+                    };
                     if let Some(p) = pending {
                         if p.class == Class::Presence {
                             self.stats.rtt_ms.store(p.sent_at.elapsed().as_millis() as u64, Ordering::Relaxed);
@@ -374,6 +405,10 @@ impl Conn {
                     data = true;
                     let max = self.params.max_body;
                     if let Some((txn_id, edus)) = rx.chunk(class, seq, encoding, last, bytes, max)? {
+                        let mut shared = self.lock();
+                        let total = shared.received_total;
+                        shared.implied.insert(seq, total);
+                        drop(shared);
                         self.apply(Arc::clone(inbound), seq, txn_id, edus);
                     }
                 }
@@ -427,7 +462,9 @@ impl Conn {
             let notified = self.wake.notified();
             let (work, report_only) = self.has_work(&tx);
             if work || must_send {
-                tokio::time::sleep(if report_only && !must_send { REPORT_CORK } else { CORK }).await;
+                let rtt = self.lock().flow.min_rtt().unwrap_or(self.params.rtt);
+                let per = if report_only && !must_send { REPORT_CORK_PER_RTT } else { CORK_PER_RTT };
+                tokio::time::sleep(rtt / per).await;
                 let (mut plain, mut by_class) = self.build(&mut tx)?;
                 if plain.is_empty() && must_send {
                     Frame::Ping.encode(&mut plain);
@@ -442,7 +479,9 @@ impl Conn {
             if self.idle_for_hangup() {
                 return Err("idle: hung up".into());
             }
-            let ping_at = tx.last_write + self.params.ping_after;
+            // Never more than one ping per two round trips, however short the watchdog.
+            let rtt = self.lock().flow.min_rtt().unwrap_or(self.params.rtt);
+            let ping_at = tx.last_write + self.params.ping_after.max(rtt * 2);
             // Sessions: wake exactly when the line has been idle long enough (if it is
             // not idle then, an ack, an apply or a new delivery wakes the writer).
             let hangup_at = self.params.idle_hangup.map(|idle| self.lock().last_activity + idle);
@@ -479,7 +518,15 @@ impl Conn {
         write.write_all(out).await.map_err(|e| format!("write: {e}"))?;
         let now = Instant::now();
         tx.last_write = now;
-        self.lock().flow.wrote(out.len(), now, data);
+        let mut shared = self.lock();
+        shared.flow.wrote(out.len(), now, data);
+        let end = shared.flow.sent();
+        for seq in std::mem::take(&mut shared.finished) {
+            if let Some(p) = shared.pending.get_mut(&seq) {
+                p.end = Some(end);
+            }
+        }
+        drop(shared);
         // The message's own bytes (length prefix, tag) go to its most urgent class.
         let framing = out.len() - plain.len();
         let first = Class::ALL.into_iter().find(|c| by_class[c.index() + 1] > 0);
@@ -525,12 +572,20 @@ impl Conn {
     fn build(&self, tx: &mut Sending) -> Result<(Vec<u8>, [usize; 4]), String> {
         let mut shared = self.lock();
         let mut plain = Vec::new();
-        for f in shared.control.drain(..) {
+        let mut implied = 0;
+        let control = std::mem::take(&mut shared.control);
+        for f in control {
+            if let Frame::Ack(seq) | Frame::Nack(seq) = f {
+                implied = implied.max(shared.implied.remove(&seq).unwrap_or(0));
+            }
             f.encode(&mut plain);
         }
         if shared.report_due {
             shared.report_due = false;
-            Frame::Received(shared.received_total).encode(&mut plain);
+            // Unless an ack in this message already says as much.
+            if implied != shared.received_total {
+                Frame::Received(shared.received_total).encode(&mut plain);
+            }
         }
         let overhead = TAG_LEN + 3;
         let budget = shared.flow.message_budget().min(MAX_PLAINTEXT);
@@ -565,7 +620,8 @@ impl Conn {
                             continue;
                         }
                     };
-                    shared.pending.insert(next.seq, Pending { class, sent_at: Instant::now(), done: next.done });
+                    let pending = Pending { class, sent_at: Instant::now(), done: next.done, end: None };
+                    shared.pending.insert(next.seq, pending);
                     shared.writing += 1;
                     let mut cur = Current {
                         seq: next.seq,
@@ -631,8 +687,10 @@ impl Conn {
                     .encode(&mut plain);
                 cur.buf.drain(..take);
                 if last {
+                    let seq = cur.seq;
                     tx.current[i] = None;
                     shared.writing -= 1;
+                    shared.finished.push(seq);
                 } else {
                     break;
                 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use tidings_core::exchange::{Exchange, IncomingEdu};
 use tidings_core::lanes::Lane;
-use tidings_core::outbound::StoredTxn;
+use tidings_core::outbound::{Outbound, StoredTxn};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, Semaphore, watch};
@@ -50,6 +50,9 @@ pub struct LinkPeer {
     connecting: AtomicBool,
     /// A call from the peer is in its handshake here: do not dial it meanwhile.
     answering: AtomicBool,
+    /// Sessions: transactions whose call ended before their ack (a hang-up crossed
+    /// them); their next attempt rides the next call instead of calling at once.
+    cut: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Its figures.
     pub stats: Arc<LinkStats>,
 }
@@ -95,6 +98,10 @@ pub struct LinkInbound {
 }
 
 impl Inbound for LinkInbound {
+    fn calling(&self, peer: &str, up: bool) {
+        self.exchange.outbound().calling(peer, up);
+    }
+
     fn heard(&self, peer: &str) {
         self.exchange.heard(peer);
         if let Some(p) = self.peers.get(peer) {
@@ -162,13 +169,15 @@ impl Links {
                         wanted: AtomicBool::new(false),
                         connecting: AtomicBool::new(false),
                         answering: AtomicBool::new(false),
+                        cut: Default::default(),
                         stats: Arc::new(LinkStats::default()),
                     }),
                 ))
             })
             .collect();
-        // Pings keep the peer's short watchdog from expiring: two or more per period.
-        let ping_after = Duration::from_millis((short_watchdog_ms * 2 / 5).max(1000));
+        // Pings keep the peer's short watchdog from expiring: two or more per period
+        // (and at most one per two round trips: the connection's floor).
+        let ping_after = Duration::from_millis(short_watchdog_ms * 2 / 5);
         Self {
             me: me.to_owned(),
             key,
@@ -235,7 +244,7 @@ impl Links {
         })
     }
 
-    fn params(&self, peer: &str, dialed_by_us: bool) -> ConnParams {
+    fn params(&self, peer: &str, dialed_by_us: bool, rtt: Duration) -> ConnParams {
         ConnParams {
             peer: peer.to_owned(),
             me: self.me.clone(),
@@ -245,6 +254,7 @@ impl Links {
             dead_after: self.ping_after * 5 / 2 + Duration::from_secs(5),
             idle_hangup: (self.config.mode == LinkMode::Sessions)
                 .then(|| Duration::from_millis(self.config.idle_hangup_ms)),
+            rtt,
         }
     }
 
@@ -331,16 +341,18 @@ impl Links {
             let _ = stream.set_nodelay(true);
             let (init, msg1) = Initiator::start(&self.key, &remote)?;
             stream.write_all(&msg1).await.map_err(|e| format!("write: {e}"))?;
+            let sent = Instant::now();
             peer.stats.sent(None, MSG1_LEN as u64);
             let mut msg2 = [0u8; MSG2_LEN];
             stream.read_exact(&mut msg2).await.map_err(|e| format!("no handshake answer: {e}"))?;
+            let rtt = sent.elapsed();
             peer.stats.bytes_received.fetch_add(MSG2_LEN as u64, Ordering::Relaxed);
             let cipher = init.finish(&msg2)?;
-            Ok::<_, String>((stream, cipher))
+            Ok::<_, String>((stream, cipher, rtt))
         })
         .await
         .map_err(|_| "the handshake timed out".to_owned())?;
-        let (stream, cipher) = match result {
+        let (stream, cipher, rtt) = match result {
             Ok(ok) => ok,
             Err(e) => {
                 if e.starts_with("handshake refused") {
@@ -353,7 +365,7 @@ impl Links {
         Ok(Conn::start(
             stream,
             cipher,
-            self.params(&peer.name, true),
+            self.params(&peer.name, true, rtt),
             Arc::clone(&self.inbound),
             Arc::clone(&peer.stats),
             Arc::clone(&self.budget),
@@ -382,23 +394,26 @@ impl Links {
         peer.answering.store(true, Ordering::SeqCst);
         let confirmed = async {
             stream.write_all(&msg2).await.map_err(|e| format!("write: {e}"))?;
+            let sent = Instant::now();
             peer.stats.sent(None, MSG2_LEN as u64);
             let len = frame::read_len(&mut stream).await.map_err(|e| format!("no first message: {e}"))?;
+            // Its first message waits one cork (a hundredth of this) before it leaves.
+            let rtt = sent.elapsed();
             let mut ct = vec![0u8; len];
             stream.read_exact(&mut ct).await.map_err(|e| format!("no first message: {e}"))?;
             let wire = (frame::varint_len(len as u64) + len) as u64;
             peer.stats.bytes_received.fetch_add(wire, Ordering::Relaxed);
             let plain = cipher.decrypt(0, &ct).map_err(|e| format!("first message: {e}"))?;
-            Ok::<_, String>((plain, wire))
+            Ok::<_, String>((plain, wire, rtt))
         }
         .await;
         peer.answering.store(false, Ordering::SeqCst);
-        let (plain, wire) = confirmed?;
+        let (plain, wire, rtt) = confirmed?;
         self.inbound.heard(&peer.name);
         let conn = Conn::start(
             stream,
             cipher,
-            self.params(&peer.name, false),
+            self.params(&peer.name, false, rtt),
             Arc::clone(&self.inbound),
             Arc::clone(&peer.stats),
             Arc::clone(&self.budget),
@@ -428,9 +443,17 @@ impl Links {
         tracing::info!(peer = %peer.name, dialed_by_us = conn.dialed_by_us(), "link up");
         peer.wanted.store(false, Ordering::SeqCst);
         peer.conn.send_replace(Some(Arc::clone(&conn)));
-        let (peer, stats) = (Arc::clone(peer), Arc::clone(&peer.stats));
+        let sessions = self.config.mode == LinkMode::Sessions;
+        if sessions {
+            // A call is paid for: everything that waits for the peer goes now.
+            self.inbound.calling(&peer.name, true);
+        }
+        let (peer, stats, inbound) = (Arc::clone(peer), Arc::clone(&peer.stats), Arc::clone(&self.inbound));
         tokio::spawn(async move {
             conn.ended().await;
+            if sessions && peer.open_conn().is_none() {
+                inbound.calling(&peer.name, false);
+            }
             stats
                 .billed_minutes
                 .fetch_add((conn.opened().elapsed().as_millis() as u64).div_ceil(60_000), Ordering::Relaxed);
@@ -446,13 +469,10 @@ impl Links {
     }
 
     /// The peer's open connection, calling (sessions) or waiting for it.
-    async fn connection(&self, peer: &LinkPeer, class: Class) -> Result<Arc<Conn>, String> {
+    async fn connection(&self, peer: &LinkPeer) -> Result<Arc<Conn>, String> {
         let mut changes = peer.conn.subscribe();
-        if self.config.mode == LinkMode::Sessions && class == Class::Bulk && peer.open_conn().is_none() {
-            // Bulk rides along a call made for something else, up to its maximum wait.
-            let wait = Duration::from_millis(self.config.bulk_max_wait_ms);
-            let _ = tokio::time::timeout(wait, changes.wait_for(|c| c.as_ref().is_some_and(|c| c.is_open()))).await;
-        }
+        // In sessions mode the sender held the gather until its maximum wait
+        // ([`super::calls`]): when it comes here without a call up, it calls.
         let deadline = Instant::now() + CONNECT_WAIT;
         loop {
             if let Some(conn) = peer.open_conn() {
@@ -482,6 +502,21 @@ impl Links {
         &self.budget
     }
 
+    /// Sessions mode: hold the gather of `lane` for `peer` until it is due or a call
+    /// is up ([`super::calls::hold`]). Other modes and peers: at once.
+    async fn hold(&self, peer: &LinkPeer, lane: Lane, outbound: &Outbound) {
+        if self.config.mode != LinkMode::Sessions {
+            return;
+        }
+        let mut changes = peer.conn.subscribe();
+        let call_up = async move {
+            let _ = changes.wait_for(|c| c.as_ref().is_some_and(|c| c.is_open())).await;
+        };
+        let clock = Arc::clone(outbound.clock());
+        let waits = super::calls::MaxWaits::of(&self.config);
+        super::calls::hold(outbound.waiting(), &peer.name, lane, waits, || clock.now_ms(), call_up).await;
+    }
+
     /// Deliver `txn` to the linked `peer`.
     async fn deliver(&self, peer: &LinkPeer, txn: &StoredTxn) -> Delivery {
         let class = class_of(txn);
@@ -489,15 +524,26 @@ impl Links {
         if class == Class::Bulk && self.budget.exhausted() {
             return fail("today's link budget is spent; bulk waits for tomorrow".into());
         }
-        let conn = match self.connection(peer, class).await {
+        let sessions = self.config.mode == LinkMode::Sessions;
+        let was_cut = sessions && peer.cut.lock().unwrap_or_else(|p| p.into_inner()).remove(&txn.txn_id);
+        if was_cut && peer.open_conn().is_none() {
+            // Its call ended under it (a hang-up crossed it): it waits for the next
+            // call, or its class's maximum wait, like anything new.
+            let wait = Duration::from_millis(super::calls::MaxWaits::of(&self.config).of_class(class));
+            let mut changes = peer.conn.subscribe();
+            let _ = tokio::time::timeout(wait, changes.wait_for(|c| c.as_ref().is_some_and(|c| c.is_open()))).await;
+        }
+        let conn = match self.connection(peer).await {
             Ok(c) => c,
             Err(e) => return fail(e),
         };
         let started = Instant::now();
-        let result = conn
-            .send(class, &txn.txn_id, &txn.body)
-            .await
-            .unwrap_or_else(|_| Err("the link connection ended before the peer acknowledged".into()));
+        let result = conn.send(class, &txn.txn_id, &txn.body).await.unwrap_or_else(|_| {
+            if sessions {
+                peer.cut.lock().unwrap_or_else(|p| p.into_inner()).insert(txn.txn_id.clone());
+            }
+            Err("the link connection ended before the peer acknowledged".into())
+        });
         let rtt_ms = result.is_ok().then(|| started.elapsed().as_millis() as u64);
         Delivery { result, traffic: Traffic::default(), rtt_ms }
     }
@@ -540,6 +586,15 @@ impl Transport for LinkTransport {
             match self.links.peers.get(&peer.server_name) {
                 Some(p) => self.links.deliver(p, txn).await,
                 None => self.other.deliver(peer, txn).await,
+            }
+        })
+    }
+
+    fn hold<'a>(&'a self, peer: &'a PeerConfig, lane: Lane, outbound: &'a Outbound) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            match self.links.peers.get(&peer.server_name) {
+                Some(p) => self.links.hold(p, lane, outbound).await,
+                None => self.other.hold(peer, lane, outbound).await,
             }
         })
     }

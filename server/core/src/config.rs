@@ -36,6 +36,13 @@ pub struct PeersConfig {
     pub long_watchdog_ms: u64,
     /// Each peer's HTTP base URL, as configured (feed mirrors link to theirs).
     pub urls: std::collections::BTreeMap<String, String>,
+    /// Peers reached over a line that calls (the link's `sessions` mode): silence
+    /// between calls is expected, so their watchdogs follow
+    /// [`crate::presence::watchdog::Watchdog::calls`].
+    pub calls: std::collections::BTreeSet<String>,
+    /// On such a line, how late a due call may come (the link's longest maximum wait
+    /// of a short message): added to the silence after which a peer goes stale.
+    pub calls_grace_ms: u64,
 }
 
 /// One rate: a sustained number of actions per second and a burst allowance.

@@ -219,12 +219,28 @@ impl Exchange {
     /// Gather what is due for `destination` in `lane` (from the families of that lane
     /// and the outbox rows of that lane) into one transaction and store it, or `None`
     /// if nothing is due.
+    /// What waited for the lane counts as taken (the outbound's [`Outbound::waiting`]);
+    /// it is put back when the gather fails or leaves outbox rows behind.
     pub async fn next_transaction(&self, destination: &str, lane: Lane) -> Result<Option<StoredTxn>> {
+        let waiting = self.outbound.waiting();
+        let taken = waiting.take(destination, lane);
+        let result = self.gather(destination, lane).await;
+        if !matches!(result, Ok((_, false))) {
+            waiting.restore(destination, taken);
+        }
+        result.map(|(txn, _)| txn)
+    }
+
+    /// [`Self::next_transaction`]'s work; also says whether outbox rows were left for
+    /// the next transaction.
+    async fn gather(&self, destination: &str, lane: Lane) -> Result<(Option<StoredTxn>, bool)> {
         let mut batch = Batch::default();
         for family in self.families.iter().filter(|f| f.lane() == lane) {
             family.gather(destination, &mut batch).await?;
         }
-        let mut rows = self.outbound.outbox(destination, lane, batch.room()).await?;
+        let room = batch.room();
+        let mut rows = self.outbound.outbox(destination, lane, room).await?;
+        let mut left = rows.len() == room && room > 0;
         // Keep the transaction under the byte budget (always at least one EDU): the
         // rest waits for the next one, in order.
         let mut bytes = 0;
@@ -235,6 +251,7 @@ impl Exchange {
                 bytes <= TXN_BYTES
             })
             .count();
+        left |= fits.max(1) < rows.len();
         rows.truncate(fits.max(1));
         let outbox_upto = rows.last().map_or(0, |r| r.id);
         for row in &rows {
@@ -252,7 +269,7 @@ impl Exchange {
                 None => Ok(()),
             };
             batch.stored(result.is_ok());
-            return result.map(|()| None);
+            return result.map(|()| (None, left));
         }
         let now = self.clock.now_ms();
         let suffix: u32 = rand::thread_rng().r#gen();
@@ -268,7 +285,7 @@ impl Exchange {
         let (d, stored) = (destination.to_owned(), txn.clone());
         let result = self.db.write(move |s| s.store_txn(&d, &stored, now)).await;
         batch.stored(result.is_ok());
-        result.map(|()| Some(txn))
+        result.map(|()| (Some(txn), left))
     }
 
     /// `destination` acknowledged `txn`: drop it and what it carried.

@@ -159,13 +159,7 @@ impl Core {
             Arc::clone(&outbound),
         )?;
         let consent = Consent::new(&presence_service, presence.max_list_entries);
-        let presence_peers = PresencePeers::new(
-            Arc::clone(&presence_service),
-            Arc::clone(&consent),
-            &peers.names,
-            peers.short_watchdog_ms,
-            peers.long_watchdog_ms,
-        );
+        let presence_peers = PresencePeers::new(Arc::clone(&presence_service), Arc::clone(&consent), peers);
         let feeds = FeedService::new(
             db.clone(),
             Arc::clone(&clock),

@@ -23,18 +23,21 @@
 //! in HTTP mode the two lines carry HTTP instead.
 //!
 //! **Time scale.** Every time of the configuration (watchdogs, `batch_ms`,
-//! `idle_hangup_ms`, `bulk_max_wait_ms`, feed intervals, `offline_after_ms`, ...), every
+//! `idle_hangup_ms`, the maximum waits, feed intervals, `offline_after_ms`, ...), every
 //! time of the schedule and the line's latency are divided by `--scale`, and the
 //! line's rate multiplied by it, so the day has the same shape in fewer real seconds:
 //! the same changes in the same batch windows, the same reminders and polls, the same
-//! line time per byte. 480 (the default) plays the day in 3 minutes. Not scaled: the
-//! link's built-in delays (its 20 ms cork, the 200 ms cork of a lone flow report, its
-//! ping interval's floor of 1 s) and the handshake timeout. They make scaled calls
-//! longer than real ones (a 20 ms cork is 9.6 s of virtual time at 480), so connected
-//! minutes in sessions mode are an overestimate, and a cork gathers more into one
-//! message the more the day is compressed, so bytes are an underestimate (measured:
-//! 383 KB at 480, 500 KB at 240, 514 KB at 120; spec/benchmarks.md). The run prints
-//! its scale.
+//! line time per byte. 480 (the default) plays the day in 3 minutes. The link's own
+//! delays (its corks, the ping floor) follow the line's measured round trip, so they
+//! scale with it. Not scaled: the servers' processing time (a millisecond of a
+//! database commit is 0.48 s of virtual time at 480, which lengthens calls: connected
+//! minutes are an overestimate, the more so the higher the scale), the flow control's
+//! queueing thresholds and the handshake timeout.
+//!
+//! **Sessions** uses timers for a line that calls: `idle_hangup_ms` 5 s, presence
+//! waits up to 3 h, short messages 10 min, bulk 6 h (it rides the presence calls); a
+//! feed mirror heard from only at calls says it is alive every 3 h and is given up
+//! after 12 h of silence (the seed's 10 and 40 minutes assume an open line).
 //!
 //! Printed: bytes on the lines during exactly 24 h of virtual time, by class and in
 //! total, and for the link the calls, connected minutes and the cost at $1.50 a minute
@@ -70,6 +73,14 @@ const FEED_INTERVAL_MS: u64 = 600_000;
 const RATE: u64 = 240;
 const LATENCY_MS: u64 = 1000;
 const COST_PER_MINUTE: f64 = 1.50;
+/// Sessions: hang up after this much of nothing (a call's exchange is over by then).
+const SESSIONS_IDLE_HANGUP_MS: u64 = 5_000;
+/// Sessions: presence waits for a call at most this long (coalescing meanwhile).
+const SESSIONS_PRESENCE_WAIT_MS: u64 = 3 * 3_600_000;
+/// Sessions: consent, subscriptions and a reminder silence asks for.
+const SESSIONS_SHORT_WAIT_MS: u64 = 600_000;
+/// Sessions: feed items ride the presence calls; alone they would call after this.
+const SESSIONS_BULK_WAIT_MS: u64 = 6 * 3_600_000;
 const ADMIN_PEERS: &str = "/_tidings/admin/v1/federation/peers";
 const CLASSES: [&str; 4] = ["control", "presence", "short", "bulk"];
 
@@ -133,6 +144,12 @@ fn loopback(port: u16) -> SocketAddr {
 
 /// Options of one site: thin-line timers, scaled.
 fn options(name: &str, port: u16, scale: Scale, mode: Mode) -> ServerOptions {
+    // A mirror heard from only at calls: in sessions its alive and silence timers
+    // follow the calls, not the seed's always-open 10 and 40 minutes.
+    let (alive_ms, silence_ms) = match mode {
+        Mode::Sessions => (SESSIONS_PRESENCE_WAIT_MS, 4 * SESSIONS_PRESENCE_WAIT_MS),
+        Mode::Link | Mode::Http => (600_000, 2_400_000),
+    };
     let mut o = ServerOptions {
         port: Some(port),
         batch_ms: scale.ms(BATCH_MS),
@@ -144,18 +161,30 @@ fn options(name: &str, port: u16, scale: Scale, mode: Mode) -> ServerOptions {
     }
     .with_key("feeds", "min_interval_ms", &scale.ms(FEED_INTERVAL_MS).to_string())
     .with_key("feeds", "max_interval_ms", &scale.ms(FEED_INTERVAL_MS).to_string())
-    .with_key("feeds", "alive_interval_ms", &scale.ms(600_000).to_string())
-    .with_key("feeds", "mirror_silence_ms", &scale.ms(2_400_000).to_string())
+    .with_key("feeds", "alive_interval_ms", &scale.ms(alive_ms).to_string())
+    .with_key("feeds", "mirror_silence_ms", &scale.ms(silence_ms).to_string())
     .with_key("feeds", "allow_private_addresses", "true");
     if name == SITE {
         o = o.with_key("feeds", "fetch", "\"peers\"");
     }
-    if mode != Mode::Http {
-        o = o
-            .with_key("link", "mode", if mode == Mode::Sessions { "\"sessions\"" } else { "\"always\"" })
-            .with_key("link", "idle_hangup_ms", &scale.ms(30_000).to_string())
-            .with_key("link", "bulk_max_wait_ms", &scale.ms(900_000).to_string())
-            .with_key("link", "cost_per_minute", &COST_PER_MINUTE.to_string());
+    match mode {
+        Mode::Http => {}
+        Mode::Link => {
+            o = o.with_key("link", "mode", "\"always\"").with_key(
+                "link",
+                "cost_per_minute",
+                &COST_PER_MINUTE.to_string(),
+            );
+        }
+        Mode::Sessions => {
+            o = o
+                .with_key("link", "mode", "\"sessions\"")
+                .with_key("link", "idle_hangup_ms", &scale.ms(SESSIONS_IDLE_HANGUP_MS).to_string())
+                .with_key("link", "presence_max_wait_ms", &scale.ms(SESSIONS_PRESENCE_WAIT_MS).to_string())
+                .with_key("link", "short_max_wait_ms", &scale.ms(SESSIONS_SHORT_WAIT_MS).to_string())
+                .with_key("link", "bulk_max_wait_ms", &scale.ms(SESSIONS_BULK_WAIT_MS).to_string())
+                .with_key("link", "cost_per_minute", &COST_PER_MINUTE.to_string());
+        }
     }
     o
 }
@@ -380,6 +409,8 @@ struct DayResult {
     relays: u64,
     by_class: [u64; 4],
     calls: usize,
+    /// Per peer, in [`PEERS`] order: calls alpha made, calls the peer made.
+    calls_by_line: Vec<(usize, usize)>,
     connected_min: f64,
     billed_min: u64,
 }
@@ -389,8 +420,9 @@ async fn day(mode: Mode, scale: Scale) -> Result<DayResult, String> {
     let mut site = start(mode, scale).await?;
     eprintln!("site-day: {}: setting up watch edges and feeds", mode.name());
     set_up(&mut site).await?;
-    // Let the setup's traffic drain (a few batch windows).
-    tokio::time::sleep(scale.real(10 * BATCH_MS)).await;
+    // Let the setup's traffic drain (a few batch windows; in sessions, one call's wait).
+    let drain = if mode == Mode::Sessions { SESSIONS_PRESENCE_WAIT_MS } else { 10 * BATCH_MS };
+    tokio::time::sleep(scale.real(drain)).await;
     eprintln!("site-day: {}: replaying the day ({:?} real)", mode.name(), scale.real(DAY_MS));
     let before = counters(&site).await?;
     let start = Instant::now();
@@ -420,7 +452,10 @@ async fn day(mode: Mode, scale: Scale) -> Result<DayResult, String> {
         done.map_err(|e| format!("a PUT task: {e}"))??;
     }
     let (mut calls, mut connected, mut billed) = (0, 0.0, 0);
+    let mut calls_by_line = Vec::new();
     for (a, b) in &site.lines {
+        let in_day = |l: &Line| l.call_times().into_iter().filter(|(_, to)| to.unwrap_or(end) > start).count();
+        calls_by_line.push((in_day(a), in_day(b)));
         for (from, to) in a.call_times().into_iter().chain(b.call_times()) {
             let to = to.unwrap_or(end).min(end);
             if to <= start {
@@ -457,6 +492,7 @@ async fn day(mode: Mode, scale: Scale) -> Result<DayResult, String> {
         relays: after.relays - before.relays,
         by_class: std::array::from_fn(|k| after.by_class[k] - before.by_class[k]),
         calls,
+        calls_by_line,
         connected_min: connected,
         billed_min: billed,
     })
@@ -479,6 +515,12 @@ fn print(r: &DayResult) {
             r.billed_min,
             r.billed_min as f64 * COST_PER_MINUTE
         );
+        let lines: Vec<String> = PEERS
+            .iter()
+            .zip(&r.calls_by_line)
+            .map(|(p, (by_site, by_peer))| format!("{p} {by_site} + {by_peer}"))
+            .collect();
+        println!("  calls per line (alpha's + the peer's): {}", lines.join(", "));
     }
 }
 

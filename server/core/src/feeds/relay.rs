@@ -15,7 +15,7 @@ use serde_json::Value;
 use super::edus::{self, ITEMS_PER_EDU, Items, Mirrors, Status, Subscribe, WireItem};
 use crate::clock::SharedClock;
 use crate::error::Result;
-use crate::outbound::Outbound;
+use crate::outbound::{Outbound, Waiting};
 use crate::storage::feeds::{FeedRow, ItemRow};
 use crate::storage::{Store, Unit};
 
@@ -78,7 +78,7 @@ impl Relay {
             let mut last = last.lock().unwrap_or_else(|p| p.into_inner());
             for peer in peers {
                 last.insert(peer.clone(), now);
-                outbound.wake(&peer);
+                outbound.wake(&peer, Waiting::Bulk);
             }
         });
     }

@@ -30,7 +30,10 @@ use crate::lanes::Lane;
 use crate::storage::{Db, Store, Unit, federation as store};
 use crate::timers::Deadlines;
 
+pub mod waiting;
+
 pub use store::{OutboxRow, StoredTxn};
+pub use waiting::{Waiting, WaitingSince};
 
 /// Queues, batch windows and wake-ups for every configured peer.
 #[derive(Debug)]
@@ -43,6 +46,9 @@ pub struct Outbound {
     owed: Mutex<HashMap<String, HashSet<OwnedUserId>>>,
     windows: Deadlines<String>,
     ready: HashMap<(String, Lane), Notify>,
+    waiting: WaitingSince,
+    /// Destinations whose line that calls is up now: nothing waits for a batch window.
+    calling: Mutex<HashSet<String>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -70,6 +76,8 @@ impl Outbound {
             owed: Mutex::new(HashMap::new()),
             windows: Deadlines::new(),
             ready,
+            waiting: WaitingSince::default(),
+            calling: Mutex::new(HashSet::new()),
         })
     }
 
@@ -95,19 +103,52 @@ impl Outbound {
         self.peers.contains(server)
     }
 
-    /// Something is (or may be) waiting for `destination`: open its batch window if
-    /// none is open. The window is never extended.
-    pub fn wake(&self, destination: &str) {
+    /// Something of `kind` is (or may be) waiting for `destination`: open its batch
+    /// window if none is open (the window is never extended), and note since when it
+    /// waits ([`Self::waiting`]).
+    pub fn wake(&self, destination: &str, kind: Waiting) {
         if self.is_peer(destination) {
-            self.windows.schedule_no_later(&destination.to_owned(), self.clock.now_ms() + self.batch_ms);
+            let now = self.clock.now_ms();
+            self.waiting.note(destination, kind, now);
+            let wait = if lock(&self.calling).contains(destination) { 0 } else { self.batch_ms };
+            self.windows.schedule_no_later(&destination.to_owned(), now + wait);
         }
     }
 
-    /// Something for `destination` must not wait (a reminder is due): close its window now.
+    /// A short message for `destination` must not wait (a reminder is due): close its
+    /// window now.
     pub fn wake_now(&self, destination: &str) {
         if self.is_peer(destination) {
-            self.windows.schedule_no_later(&destination.to_owned(), self.clock.now_ms());
+            let now = self.clock.now_ms();
+            self.waiting.note(destination, Waiting::Short, now);
+            self.windows.schedule_no_later(&destination.to_owned(), now);
         }
+    }
+
+    /// A line to `destination` that calls is up (`true`: a call began) or down. While
+    /// it is up nothing waits for a batch window, so what waits, and what comes up
+    /// during the call, goes while the line is paid for.
+    pub fn calling(&self, destination: &str, up: bool) {
+        if !self.is_peer(destination) {
+            return;
+        }
+        if up {
+            lock(&self.calling).insert(destination.to_owned());
+            self.windows.schedule_no_later(&destination.to_owned(), self.clock.now_ms());
+        } else {
+            lock(&self.calling).remove(destination);
+        }
+    }
+
+    /// The clock [`Self::waiting`]'s times are read on.
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+
+    /// Since when the oldest unsent item of each kind waits, per destination (for a
+    /// line that calls when one reaches its maximum wait).
+    pub fn waiting(&self) -> &WaitingSince {
+        &self.waiting
     }
 
     /// Wait until `destination`'s batch window closes (at once if it closed while
@@ -134,9 +175,10 @@ impl Outbound {
         let (d, t, c, now) = (destination.to_owned(), edu_type.to_owned(), content.to_string(), self.clock.now_ms());
         unit.write(move |s| s.push_outbox(&d, &t, &c, now));
         let (me, d) = (std::sync::Arc::clone(self), destination.to_owned());
+        let kind = if Lane::of_edu_type(edu_type) == Lane::Bulk { Waiting::Bulk } else { Waiting::Short };
         unit.after(move |ok| {
             if ok {
-                me.wake(&d);
+                me.wake(&d, kind);
             }
         });
     }
@@ -206,7 +248,7 @@ impl Outbound {
     /// `destination` is owed the current state of `users` (an answer), then woken.
     pub fn owe(&self, destination: &str, users: impl IntoIterator<Item = OwnedUserId>) {
         lock(&self.owed).entry(destination.to_owned()).or_default().extend(users);
-        self.wake(destination);
+        self.wake(destination, Waiting::Presence);
     }
 
     /// Take what `destination` is owed.

@@ -17,7 +17,7 @@ use crate::clock::SharedClock;
 use crate::error::{Error, ErrorKind, Result};
 use crate::exchange::Handled;
 use crate::ids::is_local;
-use crate::outbound::Outbound;
+use crate::outbound::{Outbound, Waiting};
 use crate::storage::{Db, Unit};
 use crate::stream::{Notifier, Positions};
 
@@ -272,7 +272,7 @@ impl Consent {
         let (outbound, origin) = (Arc::clone(&self.outbound), origin.to_owned());
         unit.after(move |ok| {
             if ok {
-                outbound.wake(&origin);
+                outbound.wake(&origin, Waiting::Short);
             }
         });
         Handled::Applied

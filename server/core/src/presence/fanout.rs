@@ -9,7 +9,7 @@ use ruma::UserId;
 
 use super::lists::{PresenceLists, Subscription};
 use crate::ids::is_local;
-use crate::outbound::Outbound;
+use crate::outbound::{Outbound, Waiting};
 use crate::stream::Notifier;
 
 /// Wakes whoever may see a change; shared by the presence service and the tasks it
@@ -39,7 +39,7 @@ impl Fanout {
         }
         for dest in destinations {
             if self.outbound.is_interested(dest.as_str(), user) {
-                self.outbound.wake(dest.as_str());
+                self.outbound.wake(dest.as_str(), Waiting::Presence);
             }
         }
     }
@@ -54,7 +54,7 @@ impl Fanout {
             }
         }
         for dest in destinations {
-            self.outbound.wake(dest.as_str());
+            self.outbound.wake(dest.as_str(), Waiting::Short);
         }
     }
 }

@@ -25,9 +25,11 @@ use super::edus::{self, AnswerEdu, PresenceEdu, PresenceUpdate, ReminderEdu, Sub
 use super::service::{PresenceService, RemoteEntry};
 use super::state::Snapshot;
 use super::watchdog::Watchdog;
+use crate::config::PeersConfig;
 use crate::error::Result;
 use crate::exchange::{Batch, EduFamily, Handled, IncomingEdu};
 use crate::ids::is_local;
+use crate::outbound::Waiting;
 use crate::storage::Unit;
 use crate::sync::BoxFuture;
 use crate::timers::Deadlines;
@@ -87,24 +89,20 @@ fn parse<T: serde::de::DeserializeOwned>(edu: IncomingEdu) -> Result<T, Handled>
 }
 
 impl PresencePeers {
-    /// The protocol with `peers`, timers off until a subscription exists either way.
-    pub fn new(
-        presence: Arc<PresenceService>,
-        consent: Arc<Consent>,
-        peers: &[String],
-        short_ms: u64,
-        long_ms: u64,
-    ) -> Arc<Self> {
+    /// The protocol with the peers of `config`, timers off until a subscription exists
+    /// either way.
+    pub fn new(presence: Arc<PresenceService>, consent: Arc<Consent>, config: &PeersConfig) -> Arc<Self> {
         let own = presence.server_name.clone();
-        let peers = peers
+        let (short_ms, long_ms) = (config.short_watchdog_ms, config.long_watchdog_ms);
+        let peers = config
+            .names
             .iter()
             .map(|p| {
-                let state = PeerState {
-                    watchdog: Watchdog::new(&own, p, short_ms, long_ms),
-                    reminder_due: false,
-                    resubscribe: false,
-                    subscribed: None,
-                };
+                let mut watchdog = Watchdog::new(&own, p, short_ms, long_ms);
+                if config.calls.contains(p) {
+                    watchdog = watchdog.calls(long_ms, config.calls_grace_ms);
+                }
+                let state = PeerState { watchdog, reminder_due: false, resubscribe: false, subscribed: None };
                 (p.clone(), state)
             })
             .collect();
@@ -162,7 +160,7 @@ impl PresencePeers {
         if due.went_stale {
             self.presence.mark_remote_unknown(peer);
         }
-        if due.reminder {
+        if due.urgent {
             self.presence.outbound.wake_now(peer);
         }
     }
@@ -207,7 +205,7 @@ impl PresencePeers {
         if reminder.pushed != presence.digest_held(origin) {
             // What we hold of theirs differs: ask again for all of it.
             self.with_peer(origin, |s| s.resubscribe = true);
-            presence.outbound.wake(origin);
+            presence.outbound.wake(origin, Waiting::Short);
         }
     }
 }
@@ -326,7 +324,7 @@ impl EduFamily for PresencePeers {
             .unwrap_or(false);
         if was_stale {
             // Back from silence: ask again for everything.
-            self.presence.outbound.wake(peer);
+            self.presence.outbound.wake(peer, Waiting::Short);
         }
     }
 }

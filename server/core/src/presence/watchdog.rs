@@ -12,6 +12,17 @@
 //! - either expiring means: send the peer a status reminder (and ask again);
 //! - nothing verified for 2 × short: the peer's users become "unknown".
 //!
+//! **A line that calls** (the link's `sessions` mode, [`Watchdog::calls`]) is silent
+//! between calls by design, so the short timer means nothing there and sends no
+//! reminder (one riding each call would cost bytes both ways, and an answering
+//! side's digest, taken before the caller's push arrived, would not match and make
+//! the caller push everything again). The long timer's reminder still goes, riding
+//! the next call ([`Due::urgent`] false). What the peer told us goes stale only after
+//! long + 2 × short + `grace_ms` (how late a due call may come) with nothing heard;
+//! after one long period of silence a reminder must go at once (it calls), so a
+//! healthy line is heard long before that, and a dead line still goes unknown, one
+//! long period later than a line that is always open.
+//!
 //! With no subscription either way the timers are off and nothing is sent.
 
 use sha2::{Digest, Sha256};
@@ -27,6 +38,11 @@ pub struct Watchdog {
     long_due: Option<u64>,
     last_heard: Option<u64>,
     stale: bool,
+    /// The line calls (sessions): the short timer sends no reminder; silence for this
+    /// long makes one that must go at once.
+    calls: Option<u64>,
+    /// That reminder was asked for in this silence.
+    silence_reminded: bool,
 }
 
 /// A deterministic number in [0, 1) from `text`.
@@ -54,6 +70,8 @@ pub fn short_factor(own: &str, peer: &str) -> f64 {
 pub struct Due {
     /// Send a status reminder (a timer expired).
     pub reminder: bool,
+    /// It must go now; otherwise it rides whatever goes next (a line that calls).
+    pub urgent: bool,
     /// What the peer told us just went stale.
     pub went_stale: bool,
 }
@@ -75,7 +93,17 @@ impl Watchdog {
             long_due: None,
             last_heard: None,
             stale: false,
+            calls: None,
+            silence_reminded: false,
         }
+    }
+
+    /// The same timers for a line that calls (see the module's doc): no short
+    /// reminders, and stale only after `long_ms + 2 × short_ms + grace_ms` of silence.
+    pub fn calls(mut self, long_ms: u64, grace_ms: u64) -> Self {
+        self.calls = Some(long_ms);
+        self.stale_ms = long_ms.saturating_add(self.stale_ms).saturating_add(grace_ms);
+        self
     }
 
     /// The peer's effective long period (after staggering).
@@ -101,6 +129,7 @@ impl Watchdog {
     /// peer had gone stale (so the caller asks again for what it lost).
     pub fn heard(&mut self, now: u64) -> bool {
         self.last_heard = Some(now);
+        self.silence_reminded = false;
         if self.active {
             self.short_due = Some(now + self.short_ms);
         }
@@ -123,11 +152,19 @@ impl Watchdog {
         }
         if self.short_due.is_some_and(|t| now >= t) {
             self.short_due = Some(now + self.short_ms);
-            due.reminder = true;
+            due.reminder |= self.calls.is_none();
         }
         if self.long_due.is_some_and(|t| now >= t) {
             self.long_due = Some(now + self.long_ms);
             due.reminder = true;
+        }
+        due.urgent = due.reminder && self.calls.is_none();
+        if let Some(at) = self.silence_reminder_at()
+            && now >= at
+        {
+            self.silence_reminded = true;
+            due.reminder = true;
+            due.urgent = true;
         }
         if !self.stale && self.last_heard.is_some_and(|h| now >= h + self.stale_ms) {
             self.stale = true;
@@ -157,7 +194,14 @@ impl Watchdog {
             return None;
         }
         let stale_at = (!self.stale).then(|| self.last_heard.map(|h| h + self.stale_ms)).flatten();
-        [self.short_due, self.long_due, stale_at].into_iter().flatten().min()
+        let short = self.short_due.filter(|_| self.calls.is_none());
+        [short, self.long_due, stale_at, self.silence_reminder_at()].into_iter().flatten().min()
+    }
+
+    /// A line that calls: when silence makes a reminder that must go at once.
+    fn silence_reminder_at(&self) -> Option<u64> {
+        let silence = self.calls?;
+        (!self.silence_reminded && !self.stale).then(|| self.last_heard.map(|h| h + silence)).flatten()
     }
 }
 
@@ -256,6 +300,74 @@ mod tests {
         }
         assert!(from_a == 0 || from_b == 0, "both ends sent reminders: {from_a} and {from_b}");
         assert!(from_a + from_b >= 19, "{from_a} + {from_b}");
+    }
+
+    /// A sessions line: calls come every 30 min, each one heard (an exchange both
+    /// ways); the long timer's reminders ride them.
+    #[test]
+    fn a_line_that_calls_stays_known_between_calls_and_its_reminders_ride() {
+        let grace = 5 * SHORT;
+        let mut w = Watchdog::new("a.test", "b.test", SHORT, LONG).calls(LONG, grace);
+        w.set_active(true, 0);
+        let (mut reminders, mut urgent, mut stale) = (0, 0, 0);
+        let mut now = 0;
+        while now < 10 * LONG {
+            now += 1000;
+            let due = w.poll(now);
+            stale += usize::from(due.went_stale);
+            reminders += usize::from(due.reminder);
+            urgent += usize::from(due.urgent);
+            if now % (30 * 60_000) == 0 {
+                w.heard(now);
+            }
+        }
+        assert_eq!(stale, 0, "a healthy line that calls never goes unknown");
+        assert_eq!(urgent, 0, "nothing calls on its own while calls come");
+        // Only the long timer reminds: one per (staggered) long period, not 60 an hour.
+        assert!((10..=14).contains(&reminders), "{reminders}");
+        let mut fresh = Watchdog::new("a.test", "b.test", SHORT, LONG).calls(LONG, grace);
+        fresh.set_active(true, 0);
+        assert_eq!(fresh.next_due(), fresh.long_due(), "the short timer wakes nobody");
+    }
+
+    /// An idle sessions line: nothing to send, so the only calls are the reminders
+    /// silence asks for, once per long period.
+    #[test]
+    fn an_idle_line_that_calls_calls_once_a_long_period_and_stays_known() {
+        let grace = 5 * SHORT;
+        let mut w = Watchdog::new("a.test", "b.test", SHORT, LONG).calls(LONG, grace);
+        w.set_active(true, 0);
+        let (mut calls, mut stale) = (0, 0);
+        let mut now = 0;
+        while now < 10 * LONG {
+            now += 1000;
+            let due = w.poll(now);
+            stale += usize::from(due.went_stale);
+            if due.urgent {
+                calls += 1;
+                // The call comes as late as the grace allows and is heard.
+                now += grace;
+                w.heard(now);
+            }
+        }
+        assert_eq!(stale, 0);
+        assert!((9..=10).contains(&calls), "{calls}");
+    }
+
+    #[test]
+    fn a_dead_line_that_calls_goes_stale_after_the_long_period() {
+        let grace = 5 * SHORT;
+        let mut w = Watchdog::new("a.test", "b.test", SHORT, LONG).calls(LONG, grace);
+        w.set_active(true, 0);
+        w.heard(1_000);
+        let stale_at = 1_000 + LONG + 2 * SHORT + grace;
+        let mut urgent = 0;
+        for t in (1_000..stale_at).step_by(1000) {
+            urgent += usize::from(w.poll(t).urgent);
+        }
+        assert_eq!(urgent, 1, "one call asked for after a long period of silence");
+        assert!(w.poll(stale_at).went_stale, "nothing heard for long + 2 × short + grace");
+        assert!(w.heard(stale_at + 1), "heard again after going stale");
     }
 
     #[test]
