@@ -17,7 +17,8 @@
 //!   against every message it carries (`body: "seq N"`).
 //! * Senders: `--concurrency` workers (default 100), each owning a fixed share of the
 //!   rooms, send `PUT /rooms/{roomId}/send/m.room.message/{txnId}` back to back, round
-//!   robin over their rooms, for `--seconds` (default 10), as a rotating member of the
+//!   robin over their rooms, for `--seconds` (default 30; in 10 s each of Synapse's
+//!   senders finishes one message, too few for a rate), as a rotating member of the
 //!   room. The instant each send starts is recorded.
 //! * Drain: until every member saw the last accepted message of its room (10 s on
 //!   Tidings, 30 s on Synapse).
@@ -69,14 +70,14 @@ pub struct Args {
 
 const USAGE: &str = "usage: room-bench [--synapse | --only-tidings] [--seconds N] [--concurrency N] [--rate N]\n\
     \n  --only-tidings   measure Tidings alone (no paced run unless --rate is given)\
-    \n  --seconds N      how long each load runs (default 10)\
+    \n  --seconds N      how long each load runs (default 30)\
     \n  --concurrency N  sends in flight at once, 1..=100 (default 100)\
     \n  --rate N         the paced run's messages per second (default: 100 times Synapse's)\
     \n\nTIDINGS_SYNAPSE_PYTHON names a Python with Synapse installed; unset, sytest/synapse/install.sh makes one.";
 
 impl Args {
     fn parse() -> Result<Args, String> {
-        let mut args = Args { seconds: 10, concurrency: 100, rate: None, synapse: true };
+        let mut args = Args { seconds: 30, concurrency: 100, rate: None, synapse: true };
         let mut it = std::env::args().skip(1);
         while let Some(arg) = it.next() {
             let mut value = |name: &str| -> Result<u64, String> {
