@@ -119,9 +119,7 @@ impl RoomService {
 
     /// Events as `viewer` sees them, with bundled aggregations.
     pub async fn render(&self, rows: &[EventRow], viewer: &UserId) -> Result<Vec<Value>> {
-        let ids: Vec<String> = rows.iter().map(|r| r.event_id.clone()).collect();
-        let viewer_s = viewer.to_string();
-        let bundles = if self.nothing_relates_to(rows) { HashMap::new() } else { self.bundles(ids, viewer_s).await? };
+        let bundles = if self.nothing_relates_to(rows) { HashMap::new() } else { self.bundles(rows, viewer).await? };
         let now = self.clock.now_ms();
         Ok(rows
             .iter()
@@ -149,12 +147,14 @@ impl RoomService {
         self.room(&room_id).is_some_and(|room| room.recent().nothing_relates_from(oldest))
     }
 
-    /// The bundled aggregations (`unsigned.m.relations`) of the events `ids`.
+    /// The bundled aggregations (`unsigned.m.relations`) of `rows` as `viewer` sees them.
     async fn bundles(
         &self,
-        ids: Vec<String>,
-        viewer_s: String,
+        rows: &[EventRow],
+        viewer: &UserId,
     ) -> Result<HashMap<String, serde_json::Map<String, Value>>> {
+        let ids: Vec<String> = rows.iter().map(|r| r.event_id.clone()).collect();
+        let viewer_s = viewer.to_string();
         self.db
             .read(move |s| {
                 let mut out: HashMap<String, serde_json::Map<String, Value>> = HashMap::new();
