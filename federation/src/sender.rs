@@ -58,12 +58,18 @@ impl Sender {
             if !look_now {
                 exchange.outbound().ready(&dest, self.lane).await;
             }
-            look_now = false;
             // A line that calls gathers only when it is time to call (or a call is up).
             self.transport.hold(&peer.config, self.lane, exchange.outbound()).await;
-            match exchange.next_transaction(&dest, self.lane).await {
-                Ok(Some(txn)) => self.deliver(&peer, txn).await,
-                Ok(None) => {}
+            let max_bytes = self.transport.txn_bytes(&peer.config, self.lane);
+            match exchange.next_transaction(&dest, self.lane, max_bytes).await {
+                Ok(gathered) => {
+                    // A full transaction left rows behind: their wake-up was spent on
+                    // this one, so gather again as soon as it is acknowledged.
+                    look_now = gathered.more;
+                    if let Some(txn) = gathered.txn {
+                        self.deliver(&peer, txn).await;
+                    }
+                }
                 Err(e) => {
                     tracing::error!(peer = %dest, error = %e, "cannot form a transaction; retrying");
                     look_now = true;

@@ -7,6 +7,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
+use tidings_core::exchange::TXN_BYTES;
 use tidings_core::lanes::Lane;
 use tidings_core::outbound::{Outbound, StoredTxn};
 
@@ -39,6 +40,15 @@ pub struct Delivery {
 pub trait Transport: Send + Sync + std::fmt::Debug {
     /// Deliver `txn` to `peer` once; the sender retries with the same transaction.
     fn deliver<'a>(&'a self, peer: &'a PeerConfig, txn: &'a StoredTxn) -> BoxFuture<'a, Delivery>;
+
+    /// The most queued EDU bytes one transaction of `lane` to `peer` should carry. A
+    /// transaction is applied only when all of it arrived, and a cut repeats all of it,
+    /// so a slow line wants smaller ones: each is a partial result the far side applies
+    /// as it arrives. By default core's [`TXN_BYTES`] (256 KiB).
+    fn txn_bytes(&self, peer: &PeerConfig, lane: Lane) -> usize {
+        let _ = (peer, lane);
+        TXN_BYTES
+    }
 
     /// Wait, before the next transaction of `lane` is gathered for `peer`, until the
     /// line should carry it: a line that calls holds it until the oldest thing waiting

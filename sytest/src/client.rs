@@ -305,6 +305,20 @@ impl Session {
         self.request(Method::DELETE, path, None).await
     }
 
+    /// `server_name`'s entry in `GET /_tidings/admin/v1/federation/peers` (this session
+    /// must be an admin's). Panics (failing the test) on anything but a 200 listing it.
+    pub async fn federation_peer(&self, server_name: &str) -> Value {
+        let (status, body) = self.get("/_tidings/admin/v1/federation/peers").await;
+        assert_eq!(status, 200, "GET federation/peers: {body}");
+        body["peers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["server_name"] == json!(server_name))
+            .cloned()
+            .unwrap_or_else(|| panic!("{server_name} is not among the peers: {body}"))
+    }
+
     /// The user IDs of `GET /_tidings/client/v1/presence/requests`: who asks to watch
     /// this user, oldest first. Panics (failing the test) on anything but a 200 with
     /// a `requests` array.

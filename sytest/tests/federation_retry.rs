@@ -17,27 +17,13 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 use tidings_sytest::paths::list_path;
-use tidings_sytest::{ServerOptions, Session, TestServer, Value, json, try_eventually};
+use tidings_sytest::{ServerOptions, TestServer, json, try_eventually};
 
 const PW: &str = "federation-retry-pw-1";
-const PEERS: &str = "/_tidings/admin/v1/federation/peers";
 /// The server's busy timeout is 5 s; the lock is held clearly longer.
 const HOLD: Duration = Duration::from_secs(7);
 /// Several of the receiver's write-behind intervals (500 ms).
 const WRITE_BACK: Duration = Duration::from_millis(1500);
-
-/// `server_name`'s entry in `admin`'s federation peers.
-async fn peer(admin: &Session, server_name: &str) -> Value {
-    let (status, body) = admin.get(PEERS).await;
-    assert_eq!(status, 200, "GET {PEERS}: {body}");
-    body["peers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|p| p["server_name"] == json!(server_name))
-        .cloned()
-        .unwrap_or_else(|| panic!("{server_name} is not among the peers: {body}"))
-}
 
 /// Takes the write lock of the database at `path` and holds it for `hold`, on a
 /// thread of its own; the returned handle ends when the lock is released. `locked`
@@ -97,8 +83,8 @@ async fn an_invite_that_met_a_busy_database_is_retried_until_it_lands() {
     })
     .await;
     if let Err(why) = arrived {
-        let sent = peer(&sender_admin, "receiver.test").await;
-        let received = peer(&receiver_admin, "sender.test").await;
+        let sent = sender_admin.federation_peer("receiver.test").await;
+        let received = receiver_admin.federation_peer("sender.test").await;
         panic!(
             "alice's invite never reached bob after the receiver's database was busy for {HOLD:?}: {why}\n\
              sender's view of the receiver: {sent}\nreceiver's view of the sender: {received}"

@@ -172,6 +172,22 @@ impl Flow {
     }
 }
 
+/// The line time one transaction's queued EDUs take at the estimated rate, counted
+/// before compression (so on the line it is a fraction of it).
+pub const TXN_LINE_TIME: Duration = Duration::from_secs(60);
+/// The smallest transaction budget (a feed EDU of 20 items fits).
+const MIN_TXN_BYTES: usize = 8 * 1024;
+
+/// The most queued EDU bytes one transaction should carry on a line of `rate` B/s (0:
+/// not measured yet). A transaction is applied only once all of it arrived, and a cut
+/// sends it again from its start, so on a slow line a large result goes as several
+/// transactions the far side applies one by one as they arrive (200 KB of feed items
+/// at 240 B/s: a transaction about every 20 s instead of one after 15 minutes), and a
+/// cut repeats at most one of them. On a fast line this is core's limit.
+pub fn txn_bytes(rate: f64) -> usize {
+    ((rate * TXN_LINE_TIME.as_secs_f64()) as usize).clamp(MIN_TXN_BYTES, tidings_core::exchange::TXN_BYTES)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,5 +233,15 @@ mod tests {
     fn on_a_fast_line_the_window_opens() {
         let (flow, _) = settle(10_000_000.0, Duration::from_micros(50));
         assert!(flow.window > 64 * 1024, "window {}", flow.window);
+        assert_eq!(txn_bytes(flow.rate()), tidings_core::exchange::TXN_BYTES, "a fast line takes core's largest");
+    }
+
+    #[test]
+    fn on_a_2400_baud_line_a_transaction_is_about_a_minute_of_it() {
+        let (flow, _) = settle(240.0, Duration::from_secs(1));
+        let bytes = txn_bytes(flow.rate());
+        // A minute at 240 B/s is 14,400 bytes; the estimate may be off by the queueing margin.
+        assert!((8 * 1024..=20_000).contains(&bytes), "{bytes} bytes at {} B/s", flow.rate());
+        assert_eq!(txn_bytes(0.0), MIN_TXN_BYTES, "before any estimate: the smallest");
     }
 }

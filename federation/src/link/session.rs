@@ -296,6 +296,11 @@ impl Conn {
         self.closed.send_replace(true);
     }
 
+    /// The line's rate as the flow control estimates it, in bytes per second.
+    pub fn rate(&self) -> f64 {
+        self.lock().flow.rate()
+    }
+
     /// The last measured round trip of the line.
     pub fn rtt(&self) -> Option<Duration> {
         self.lock().flow.rtt()

@@ -53,6 +53,8 @@ pub struct LinkPeer {
     /// Sessions: transactions whose call ended before their ack (a hang-up crossed
     /// them); their next attempt rides the next call instead of calling at once.
     cut: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// The line's rate (bytes/s) as the last connection estimated it; 0 before any.
+    rate: std::sync::atomic::AtomicU64,
     /// Its figures.
     pub stats: Arc<LinkStats>,
 }
@@ -170,6 +172,7 @@ impl Links {
                         connecting: AtomicBool::new(false),
                         answering: AtomicBool::new(false),
                         cut: Default::default(),
+                        rate: Default::default(),
                         stats: Arc::new(LinkStats::default()),
                     }),
                 ))
@@ -517,6 +520,15 @@ impl Links {
         super::calls::hold(outbound.waiting(), &peer.name, lane, waits, || clock.now_ms(), call_up).await;
     }
 
+    /// How large a transaction to `peer` should be: about a minute of the line at the
+    /// rate the open connection (else the last one) estimated ([`super::flow::txn_bytes`]).
+    fn txn_bytes(&self, peer: &LinkPeer) -> usize {
+        if let Some(conn) = peer.open_conn() {
+            peer.rate.store(conn.rate() as u64, Ordering::Relaxed);
+        }
+        super::flow::txn_bytes(peer.rate.load(Ordering::Relaxed) as f64)
+    }
+
     /// Deliver `txn` to the linked `peer`.
     async fn deliver(&self, peer: &LinkPeer, txn: &StoredTxn) -> Delivery {
         let class = class_of(txn);
@@ -588,6 +600,13 @@ impl Transport for LinkTransport {
                 None => self.other.deliver(peer, txn).await,
             }
         })
+    }
+
+    fn txn_bytes(&self, peer: &PeerConfig, lane: Lane) -> usize {
+        match self.links.peers.get(&peer.server_name) {
+            Some(p) => self.links.txn_bytes(p),
+            None => self.other.txn_bytes(peer, lane),
+        }
     }
 
     fn hold<'a>(&'a self, peer: &'a PeerConfig, lane: Lane, outbound: &'a Outbound) -> BoxFuture<'a, ()> {

@@ -32,8 +32,20 @@ use crate::sync::BoxFuture;
 pub const MAX_EDUS: usize = 100;
 
 /// Queued EDU content bytes one transaction carries at most (feed items are large;
-/// a peer's request limit is 1 MiB by default).
+/// a peer's request limit is 1 MiB by default). A transport may ask for less
+/// ([`Exchange::next_transaction`]'s `max_bytes`).
 pub const TXN_BYTES: usize = 256 * 1024;
+
+/// What [`Exchange::next_transaction`] gathered.
+#[derive(Debug)]
+pub struct Gathered {
+    /// The transaction, stored; `None` when nothing was due.
+    pub txn: Option<StoredTxn>,
+    /// Outbox rows of the lane were left for the next transaction (it was full): the
+    /// sender must gather again once this one is acknowledged, without waiting for a
+    /// wake-up that already happened.
+    pub more: bool,
+}
 
 /// One EDU of an incoming transaction.
 #[derive(Debug, Clone)]
@@ -217,23 +229,23 @@ impl Exchange {
     }
 
     /// Gather what is due for `destination` in `lane` (from the families of that lane
-    /// and the outbox rows of that lane) into one transaction and store it, or `None`
-    /// if nothing is due.
+    /// and the outbox rows of that lane) into one transaction of at most `max_bytes`
+    /// of queued EDUs (but always at least one) and store it.
     /// What waited for the lane counts as taken (the outbound's [`Outbound::waiting`]);
     /// it is put back when the gather fails or leaves outbox rows behind.
-    pub async fn next_transaction(&self, destination: &str, lane: Lane) -> Result<Option<StoredTxn>> {
+    pub async fn next_transaction(&self, destination: &str, lane: Lane, max_bytes: usize) -> Result<Gathered> {
         let waiting = self.outbound.waiting();
         let taken = waiting.take(destination, lane);
-        let result = self.gather(destination, lane).await;
+        let result = self.gather(destination, lane, max_bytes).await;
         if !matches!(result, Ok((_, false))) {
             waiting.restore(destination, taken);
         }
-        result.map(|(txn, _)| txn)
+        result.map(|(txn, more)| Gathered { txn, more })
     }
 
     /// [`Self::next_transaction`]'s work; also says whether outbox rows were left for
     /// the next transaction.
-    async fn gather(&self, destination: &str, lane: Lane) -> Result<(Option<StoredTxn>, bool)> {
+    async fn gather(&self, destination: &str, lane: Lane, max_bytes: usize) -> Result<(Option<StoredTxn>, bool)> {
         let mut batch = Batch::default();
         for family in self.families.iter().filter(|f| f.lane() == lane) {
             family.gather(destination, &mut batch).await?;
@@ -248,7 +260,7 @@ impl Exchange {
             .iter()
             .take_while(|r| {
                 bytes += r.content.len();
-                bytes <= TXN_BYTES
+                bytes <= max_bytes.min(TXN_BYTES)
             })
             .count();
         left |= fits.max(1) < rows.len();
