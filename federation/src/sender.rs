@@ -45,7 +45,9 @@ impl Sender {
         loop {
             match exchange.pending(&dest, self.lane).await {
                 Ok(Some(txn)) => {
-                    self.deliver(&peer, txn).await;
+                    // Stored before a restart: what it carries is not known, so it is
+                    // not replaced.
+                    self.deliver(&peer, txn, false).await;
                     continue;
                 }
                 Ok(None) => {}
@@ -67,7 +69,7 @@ impl Sender {
                     // this one, so gather again as soon as it is acknowledged.
                     look_now = gathered.more;
                     if let Some(txn) = gathered.txn {
-                        self.deliver(&peer, txn).await;
+                        look_now |= self.deliver(&peer, txn, gathered.replaceable).await;
                     }
                 }
                 Err(e) => {
@@ -79,11 +81,20 @@ impl Sender {
         }
     }
 
-    /// Deliver a stored transaction until the peer acknowledges it.
-    async fn deliver(&self, peer: &Peer, txn: StoredTxn) {
+    /// Deliver a stored transaction until the peer acknowledges it. A `replaceable`
+    /// one may give way to a newer one while it waits (see [`Self::attempt`]); says
+    /// whether the last one delivered left outbox rows behind.
+    async fn deliver(&self, peer: &Peer, mut txn: StoredTxn, mut replaceable: bool) -> bool {
         let mut backoff = FIRST_BACKOFF;
+        let mut more = false;
         loop {
-            let delivery = self.transport.deliver(&peer.config, &txn).await;
+            let delivery = match self.attempt(peer, &txn, replaceable).await {
+                Attempt::Delivered(delivery) => delivery,
+                Attempt::Replaced(newer, gathered) => {
+                    (txn, replaceable, more) = (newer, gathered.replaceable, gathered.more);
+                    continue;
+                }
+            };
             PeerStats::add(&peer.stats.bytes_sent, delivery.traffic.bytes_sent);
             PeerStats::add(&peer.stats.bytes_received, delivery.traffic.bytes_received);
             let class = crate::link::transport::class_of(&txn);
@@ -107,7 +118,7 @@ impl Sender {
                         }
                     }
                     PeerStats::add(&peer.stats.txns_sent, 1);
-                    return;
+                    return more;
                 }
                 Err(reason) => {
                     tracing::warn!(peer = peer.name(), txn = %txn.txn_id, %reason, retry_in_ms = backoff.as_millis() as u64, "transaction not delivered");
@@ -120,4 +131,44 @@ impl Sender {
             }
         }
     }
+
+    /// One delivery attempt of `txn`. When it is `replaceable`, the transport allows
+    /// it, and the batch window closes again while the ack is awaited (something newer
+    /// is due), a newer transaction is gathered from the same cursor in its place
+    /// ([`Exchange::replace_transaction`]) and this attempt is abandoned for it: a
+    /// change made during a thin line's round trip goes at once instead of waiting for
+    /// the previous one's ack.
+    async fn attempt(&self, peer: &Peer, txn: &StoredTxn, replaceable: bool) -> Attempt {
+        let mut may_replace = replaceable && self.transport.replaces(&peer.config);
+        let delivery = self.transport.deliver(&peer.config, txn);
+        tokio::pin!(delivery);
+        loop {
+            tokio::select! {
+                delivery = &mut delivery => return Attempt::Delivered(delivery),
+                () = self.exchange.outbound().ready(peer.name(), self.lane), if may_replace => {
+                    let max_bytes = self.transport.txn_bytes(&peer.config, self.lane);
+                    match self.exchange.replace_transaction(peer.name(), txn, max_bytes).await {
+                        Ok(Some(gathered)) => {
+                            if let Some(newer) = gathered.txn.clone() {
+                                return Attempt::Replaced(newer, gathered);
+                            }
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            tracing::warn!(peer = peer.name(), error = %e, "cannot replace a transaction in flight; it goes on");
+                            may_replace = false;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// How one delivery attempt ended.
+enum Attempt {
+    /// The transport answered.
+    Delivered(crate::transport::Delivery),
+    /// A newer transaction took its place (stored); deliver that one.
+    Replaced(StoredTxn, tidings_core::exchange::Gathered),
 }

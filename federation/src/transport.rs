@@ -50,6 +50,17 @@ pub trait Transport: Send + Sync + std::fmt::Debug {
         TXN_BYTES
     }
 
+    /// Whether a replaceable transaction to `peer` waiting for its ack may give way to
+    /// a newer one ([`tidings_core::exchange::Exchange::replace_transaction`]): worth it
+    /// where an ack takes long (a thin line's round trip is seconds, and a change made
+    /// meanwhile would wait for it). The abandoned delivery is dropped, so the
+    /// transport must not mind (the link: its ack just finds nobody waiting). By
+    /// default: no.
+    fn replaces(&self, peer: &PeerConfig) -> bool {
+        let _ = peer;
+        false
+    }
+
     /// Wait, before the next transaction of `lane` is gathered for `peer`, until the
     /// line should carry it: a line that calls holds it until the oldest thing waiting
     /// ([`Outbound::waiting`]) reaches its kind's maximum wait, or a call is up. What

@@ -5,9 +5,10 @@
 //! Proves: a presence change reaches the remote watcher within `batch_ms` + 3 s, over
 //! the link only (the admin API says `transport: link`, and the line's byte counters
 //! match the servers' `link_bytes_*` exactly, and their `bytes_by_class` add up to
-//! them); with 200 KB of bulk queued, a presence
-//! change still arrives within `batch_ms` + 3 s (the issue's 2 s after the batch is not
-//! met yet: see the test); cuts in the middle of transfers lose
+//! them); with 200 KB of bulk queued, a presence change still arrives within 2 s of
+//! its batch, also one made while the previous change's ack is on its way, and the
+//! bulk crosses as partial results beta applies as they arrive; cuts in the middle of
+//! transfers lose
 //! and repeat nothing (every change arrives, once, in order), and so does a `kill -9`
 //! of the sender while its transaction is on the line; a stranger, garbage and
 //! a replayed handshake get nothing from the listener and leave the link as it was;
@@ -226,14 +227,20 @@ async fn presence_crosses_a_2400_baud_line_within_batch_plus_3_s() {
         put_status(&alice, msg).await;
         until_status(&mut stream, &alice.user_id, msg, Duration::from_secs(20)).await;
         let took = started.elapsed();
+        eprintln!("a change on an idle line: {took:?} from the PUT to beta's /sync");
         assert!(took <= Duration::from_millis(BATCH_MS + 3_000), "the change took {took:?}, more than batch_ms + 3 s");
     }
 
-    let pa = peer(&admin_a, "beta.test").await;
+    // Both changes are acknowledged (the second's ack is a second behind it on the
+    // line; a change made while the previous one awaited its ack may have replaced it).
+    let pa = eventually(Duration::from_secs(10), || async {
+        let pa = peer(&admin_a, "beta.test").await;
+        if num(&pa, "queue_len") == 0 && num(&pa, "txns_sent") >= 2 { Ok(pa) } else { Err(pa) }
+    })
+    .await;
     let pb = peer(&admin_b, "alpha.test").await;
     assert_eq!(pa["transport"], "link", "{pa}");
     assert_eq!(pa["link_state"], "up", "{pa}");
-    assert!(num(&pa, "txns_sent") >= 3, "{pa}");
     assert!(pa["link_rtt_ms"].as_u64().is_some_and(|rtt| rtt >= 2_000), "two seconds of latency at least: {pa}");
     // What each server counts is exactly what went on the lines.
     let settled = eventually(Duration::from_secs(10), || async {
@@ -316,13 +323,14 @@ async fn presence_overtakes_200_kb_of_bulk() {
         put_status(&alice, msg).await;
         until_status(&mut stream, &alice.user_id, msg, Duration::from_secs(30)).await;
         let took = started.elapsed();
-        // The issue asks for batch_ms + 2 s; measured 2.7 to 2.8 s from the PUT since
-        // each message is its own brotli stream (a lone presence message is ~130 bytes,
-        // 0.55 s of line, where a streamed context made it ~40). Held to the bound of a
-        // change on an idle line until streaming contexts are back (spec/link.md).
+        eprintln!("a change behind 200 KB of bulk: {took:?} from the PUT to beta's /sync");
+        // The issue's bound: within 2 s of its batch. Measured 1.8 and 2.2 s from the
+        // PUT (batch_ms is 0.5 s). The second change is made while the first one's ack
+        // is still on its way back; it replaces that transaction instead of waiting a
+        // round trip for the ack (it took 3.0 s before).
         assert!(
-            took <= Duration::from_millis(BATCH_MS + 3_000),
-            "behind 200 KB of bulk the change took {took:?}, more than batch_ms + 3 s"
+            took <= Duration::from_millis(BATCH_MS + 2_000),
+            "behind 200 KB of bulk the change took {took:?}, more than batch_ms + 2 s"
         );
     }
     // Partial results: the backlog goes as transactions of about a minute of the line

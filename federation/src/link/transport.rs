@@ -609,6 +609,14 @@ impl Transport for LinkTransport {
         }
     }
 
+    fn replaces(&self, peer: &PeerConfig) -> bool {
+        match self.links.peers.get(&peer.server_name) {
+            // A line that calls holds everything for minutes anyway.
+            Some(_) => self.links.config.mode == LinkMode::Always,
+            None => self.other.replaces(peer),
+        }
+    }
+
     fn hold<'a>(&'a self, peer: &'a PeerConfig, lane: Lane, outbound: &'a Outbound) -> BoxFuture<'a, ()> {
         Box::pin(async move {
             match self.links.peers.get(&peer.server_name) {

@@ -45,6 +45,11 @@ pub struct Gathered {
     /// sender must gather again once this one is acknowledged, without waiting for a
     /// wake-up that already happened.
     pub more: bool,
+    /// Everything in it is state that a later gather from the same cursor carries
+    /// again, newest first (presence pushes: the cursor only advances on the ack), so
+    /// while it waits for its ack a newer transaction may replace it
+    /// ([`Exchange::replace_transaction`]) instead of waiting behind it.
+    pub replaceable: bool,
 }
 
 /// One EDU of an incoming transaction.
@@ -73,6 +78,9 @@ pub struct Batch {
     /// The presence stream position this batch covers, committed as the
     /// destination's cursor when it is acknowledged.
     pub cursor: Option<u64>,
+    /// Something in it will not be gathered again (an answer owed, a subscription, a
+    /// reminder): see [`Gathered::replaceable`].
+    one_off: bool,
     stored: Vec<Box<dyn FnOnce(bool) + Send>>,
 }
 
@@ -86,6 +94,12 @@ impl Batch {
     /// Add one EDU.
     pub fn push(&mut self, edu_type: &str, content: impl serde::Serialize) {
         self.edus.push(json!({ "edu_type": edu_type, "content": content }));
+    }
+
+    /// Mark that the batch carries something a later gather from the same cursor would
+    /// not carry again, so its transaction must not be replaced by a newer one.
+    pub fn one_off(&mut self) {
+        self.one_off = true;
     }
 
     /// How many more EDUs fit.
@@ -236,16 +250,42 @@ impl Exchange {
     pub async fn next_transaction(&self, destination: &str, lane: Lane, max_bytes: usize) -> Result<Gathered> {
         let waiting = self.outbound.waiting();
         let taken = waiting.take(destination, lane);
-        let result = self.gather(destination, lane, max_bytes).await;
-        if !matches!(result, Ok((_, false))) {
+        let result = self.gather(destination, lane, max_bytes, None).await;
+        if !matches!(result, Ok(Gathered { more: false, .. })) {
             waiting.restore(destination, taken);
         }
-        result.map(|(txn, more)| Gathered { txn, more })
+        result
     }
 
-    /// [`Self::next_transaction`]'s work; also says whether outbox rows were left for
-    /// the next transaction.
-    async fn gather(&self, destination: &str, lane: Lane, max_bytes: usize) -> Result<(Option<StoredTxn>, bool)> {
+    /// While the replaceable transaction `old` ([`Gathered::replaceable`]) waits for
+    /// its ack, something newer became due: gather again from the same cursor and store
+    /// the result in `old`'s place, so it carries `old`'s state and the newer, and goes
+    /// without waiting a round trip for `old`'s ack (whose late arrival then changes
+    /// nothing). `None` (and `old` stays) when the gather brings nothing `old` lacks.
+    pub async fn replace_transaction(
+        &self,
+        destination: &str,
+        old: &StoredTxn,
+        max_bytes: usize,
+    ) -> Result<Option<Gathered>> {
+        let waiting = self.outbound.waiting();
+        let taken = waiting.take(destination, old.lane);
+        let result = self.gather(destination, old.lane, max_bytes, Some(old)).await;
+        if !matches!(result, Ok(Gathered { txn: Some(_), more: false, .. })) {
+            waiting.restore(destination, taken);
+        }
+        result.map(|g| g.txn.is_some().then_some(g))
+    }
+
+    /// [`Self::next_transaction`]'s work (and [`Self::replace_transaction`]'s, with
+    /// the transaction to replace).
+    async fn gather(
+        &self,
+        destination: &str,
+        lane: Lane,
+        max_bytes: usize,
+        replacing: Option<&StoredTxn>,
+    ) -> Result<Gathered> {
         let mut batch = Batch::default();
         for family in self.families.iter().filter(|f| f.lane() == lane) {
             family.gather(destination, &mut batch).await?;
@@ -271,6 +311,15 @@ impl Exchange {
             batch.edus.push(json!({ "edu_type": row.edu_type, "content": content }));
         }
         let cursor = batch.cursor.unwrap_or(0);
+        let replaceable = !batch.one_off && rows.is_empty();
+        if let Some(old) = replacing {
+            let old_edus = serde_json::from_str::<Value>(&old.body).ok().and_then(|b| b.get("edus").cloned());
+            if batch.edus.is_empty() || old_edus.as_ref() == Some(&Value::Array(batch.edus.clone())) {
+                // Nothing newer: `old` goes on; what was taken for this batch goes back.
+                batch.stored(false);
+                return Ok(Gathered { txn: None, more: left, replaceable: false });
+            }
+        }
         if batch.edus.is_empty() {
             // Nothing to say: remember how far the presence stream was looked at.
             let result = match batch.cursor {
@@ -281,7 +330,7 @@ impl Exchange {
                 None => Ok(()),
             };
             batch.stored(result.is_ok());
-            return result.map(|()| (None, left));
+            return result.map(|()| Gathered { txn: None, more: left, replaceable: false });
         }
         let now = self.clock.now_ms();
         let suffix: u32 = rand::thread_rng().r#gen();
@@ -294,10 +343,16 @@ impl Exchange {
             edus: batch.edus.len() as u64,
             lane,
         };
-        let (d, stored) = (destination.to_owned(), txn.clone());
-        let result = self.db.write(move |s| s.store_txn(&d, &stored, now)).await;
+        let (d, stored, old) = (destination.to_owned(), txn.clone(), replacing.map(|t| t.txn_id.clone()));
+        let result = self
+            .db
+            .write(move |s| match old {
+                Some(old) => s.replace_txn(&d, &old, &stored, now),
+                None => s.store_txn(&d, &stored, now),
+            })
+            .await;
         batch.stored(result.is_ok());
-        result.map(|()| (Some(txn), left))
+        result.map(|()| Gathered { txn: Some(txn), more: left, replaceable })
     }
 
     /// `destination` acknowledged `txn`: drop it and what it carried.

@@ -278,6 +278,9 @@ impl EduFamily for PresencePeers {
                     (subscription_change(s.subscribed.as_ref(), &wanted, resubscribe), resubscribe, reminder)
                 })
                 .unwrap_or((None, false, false));
+            if !owed.is_empty() || subscription.is_some() || reminder {
+                batch.one_off();
+            }
             if let Some(sub) = &subscription {
                 batch.push(edus::SUBSCRIBE, sub);
             }

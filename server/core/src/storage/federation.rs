@@ -48,6 +48,10 @@ pub trait FederationStore {
     /// Store the transaction about to be sent to `destination`.
     fn store_txn(&self, destination: &str, txn: &StoredTxn, now: u64) -> Result<()>;
 
+    /// Store `txn` in place of the transaction `old_txn_id` in flight in the same lane
+    /// (a newer one that carries everything it did).
+    fn replace_txn(&self, destination: &str, old_txn_id: &str, txn: &StoredTxn, now: u64) -> Result<()>;
+
     /// The transaction in flight to `destination` in `lane`, if any.
     fn pending_txn(&self, destination: &str, lane: Lane) -> Result<Option<StoredTxn>>;
 
@@ -129,6 +133,14 @@ impl FederationStore for Connection {
             ],
         )?;
         Ok(())
+    }
+
+    fn replace_txn(&self, destination: &str, old_txn_id: &str, txn: &StoredTxn, now: u64) -> Result<()> {
+        self.execute(
+            "DELETE FROM federation_txns WHERE destination = ?1 AND txn_id = ?2 AND lane = ?3",
+            params![destination, old_txn_id, txn.lane.index()],
+        )?;
+        self.store_txn(destination, txn, now)
     }
 
     fn pending_txn(&self, destination: &str, lane: Lane) -> Result<Option<StoredTxn>> {
