@@ -1,6 +1,6 @@
 //! Everything a peer's decrypted message goes through: the frame decoder, the
-//! transaction header, the brotli contexts (bounded, carried across frames), the compact decoder and the EDU body parser. None
-//! may panic, whatever the bytes.
+//! transaction header, the brotli contexts (bounded, carried across frames), the
+//! compact decoder and the EDU body parser. None may panic, whatever the bytes.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
