@@ -11,10 +11,12 @@
 //! | `0x01` | `Received` | varint: bytes received on this connection so far (flow control) |
 //! | `0x02` | `Ack` | varint: sequence number of a transaction committed by the receiver |
 //! | `0x03` | `Nack` | varint: sequence number of a transaction that was not applied (resend) |
+//! | `0x04 \| class` | `End` | none: the sender dropped its brotli context of `class`; the receiver drops its own, and the class's next compressed message starts a new stream |
 //! | `0x80 \| compact<<4 \| class<<2 \| compressed<<1 \| last` | `Data` | varint seq, varint len, bytes: one chunk of a message |
 //!
-//! A data frame's body is JSON, brotli-compressed JSON (`compressed`) or the compact
-//! binary form ([`super::compact`], `compact`); never both.
+//! A data frame's body is JSON, brotli-compressed JSON (`compressed`: the bytes of
+//! the class's stream up to a flush, [`super::compress`]) or the compact binary form
+//! ([`super::compact`], `compact`); never both.
 
 /// The largest ciphertext of one message (Noise's limit).
 pub const MAX_MESSAGE: usize = 65_535;
@@ -59,7 +61,7 @@ impl Class {
 pub enum Encoding {
     /// JSON as it is.
     Json,
-    /// JSON, one finished brotli stream.
+    /// JSON compressed into the class's brotli stream, flushed at the message's end.
     Brotli,
     /// The compact binary form ([`super::compact`]).
     Compact,
@@ -76,6 +78,8 @@ pub enum Frame<'a> {
     Ack(u64),
     /// The transaction with this sequence number was not applied; send it again.
     Nack(u64),
+    /// The sender's brotli context of this class is gone (the class was idle).
+    End(Class),
     /// A chunk of message `seq` of `class`.
     Data {
         /// Its class.
@@ -147,6 +151,7 @@ impl Frame<'_> {
                 out.push(0x03);
                 put_varint(out, *seq);
             }
+            Frame::End(class) => out.push(0x04 | *class as u8),
             Frame::Data { class, seq, encoding, last, bytes } => {
                 let enc = match encoding {
                     Encoding::Json => 0,
@@ -179,6 +184,7 @@ pub fn decode_frames(plain: &[u8]) -> Result<Vec<Frame<'_>>, FrameError> {
             0x01 => Frame::Received(get_varint(plain, &mut pos)?),
             0x02 => Frame::Ack(get_varint(plain, &mut pos)?),
             0x03 => Frame::Nack(get_varint(plain, &mut pos)?),
+            0x05..=0x07 => Frame::End(Class::from_bits(t & 0x03).ok_or(FrameError("end of class 0"))?),
             t if t & 0x80 != 0 && t & 0x60 == 0 && t & 0x12 != 0x12 => {
                 let class = Class::from_bits((t >> 2) & 0x03).ok_or(FrameError("data frame of class 0"))?;
                 let seq = get_varint(plain, &mut pos)?;
@@ -236,6 +242,8 @@ mod tests {
             Frame::Received(300),
             Frame::Ack(0),
             Frame::Nack(u64::MAX),
+            Frame::End(Class::Presence),
+            Frame::End(Class::Bulk),
             Frame::Data { class: Class::Bulk, seq: 7, encoding: Encoding::Brotli, last: false, bytes: b"abc" },
             Frame::Data { class: Class::Presence, seq: 128, encoding: Encoding::Json, last: true, bytes: b"" },
             Frame::Data { class: Class::Short, seq: 1, encoding: Encoding::Compact, last: true, bytes: b"x" },
@@ -249,7 +257,7 @@ mod tests {
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
-        for bad in [&[0x04][..], &[0x01, 0x80], &[0x80, 1, 5, 1], &[0x81, 0, 2, 0], &[0xff], &[0x97, 0, 0]] {
+        for bad in [&[0x04][..], &[0x08], &[0x01, 0x80], &[0x80, 1, 5, 1], &[0x81, 0, 2, 0], &[0xff], &[0x97, 0, 0]] {
             assert!(decode_frames(bad).is_err(), "{bad:?}");
         }
     }

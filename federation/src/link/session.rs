@@ -31,11 +31,10 @@ use tokio::sync::{Notify, oneshot, watch};
 
 use super::budget::Budget;
 use super::compact;
-use super::compress::{Decoder, Encoder};
+use super::compress::{Encoder, RecvStreams, SendStreams};
 
-/// Bulk messages up to this many raw bytes are compressed at once, and sent raw when
-/// that does not make them smaller; larger ones are compressed piece by piece as they
-/// leave.
+/// Bulk messages up to this many raw bytes are compressed into the class's stream at
+/// once; larger ones piece by piece as they leave.
 const WHOLE: usize = 4096;
 /// Presence and short messages up to this many raw bytes are encoded whole, so the
 /// compact form can be chosen (a batch of 50 presence updates is about 5.5 KiB of JSON).
@@ -340,6 +339,7 @@ impl Conn {
             prev_ms: [0; 3],
             partial: Default::default(),
             tables: Default::default(),
+            streams: RecvStreams::default(),
             origin: self.params.peer.clone(),
         };
         let mut nonce = 0u64;
@@ -379,6 +379,7 @@ impl Conn {
         for f in frames {
             match f {
                 Frame::Ping => {}
+                Frame::End(class) => rx.end(class)?,
                 Frame::Received(total) => {
                     self.lock().flow.reported(total, now);
                     wake = true;
@@ -457,6 +458,8 @@ impl Conn {
             prev_ms: [0; 3],
             current: Default::default(),
             tables: Default::default(),
+            streams: SendStreams::new(Instant::now()),
+            stream_wins: [false; 3],
             nonce: 0,
             last_write: Instant::now(),
         };
@@ -495,6 +498,7 @@ impl Conn {
                 _ = tokio::time::sleep_until(ping_at.into()) => {
                     if Instant::now() >= ping_at {
                         let mut plain = Vec::new();
+                        self.end_idle_streams(&self.lock(), &mut tx, &mut plain);
                         Frame::Ping.encode(&mut plain);
                         let by_class = [plain.len(), 0, 0, 0];
                         self.write_message(&mut write, &cipher, &mut tx, &plain, by_class, &mut out).await?;
@@ -542,6 +546,69 @@ impl Conn {
         }
         self.budget.spend(out.len() as u64);
         Ok(())
+    }
+
+    /// End the brotli streams of the classes that went idle: nothing of the class
+    /// written for as long as a ping waits (`ping_after`, at least two round trips),
+    /// nothing of it queued or half-sent. Both ends drop their context: the `End`
+    /// frame rides the message being built, which goes anyway (data of another
+    /// class, an ack, a flow report, or the ping itself), so the rule costs a byte and
+    /// never a message of its own, and an idle link holds no context after at most
+    /// two ping periods.
+    fn end_idle_streams(&self, shared: &Shared, tx: &mut Sending, plain: &mut Vec<u8>) {
+        let rtt = shared.flow.min_rtt().unwrap_or(self.params.rtt);
+        let idle = self.params.ping_after.max(rtt * 2);
+        let busy = |c: Class| tx.current[c.index()].is_some() || !shared.queues[c.index()].is_empty();
+        tx.streams.end_idle(Instant::now(), idle, busy, plain);
+    }
+
+    /// The per-message choice for a message taken whole: its encoding and body.
+    ///
+    /// A message enters the class's brotli stream exactly when it goes `Brotli`, so
+    /// both ends agree on what the stream holds whatever is chosen. But brotli cannot
+    /// be rolled back, nor asked what a message would cost without taking it in, so a
+    /// message goes into the stream only once that is decided:
+    ///
+    /// - bulk (feed JSON, which brotli always shrinks) always goes into it;
+    /// - presence and short messages are also written in the compact form (its
+    ///   tables roll back), and compressed alone (a fresh stream, thrown away), which
+    ///   bounds what the stream would give. The smallest of compact, JSON and brotli
+    ///   alone decides; brotli means the stream. Once the stream has taken a message,
+    ///   the next one goes into it too as long as the last one it took came out
+    ///   smaller than its compact form would have been (measured: a warm stream beats
+    ///   the compact form by 10 to 30 % on batches of presence updates, but a cold one
+    ///   loses to it below about 40 updates).
+    fn choose(
+        &self,
+        class: Class,
+        edus: &serde_json::Value,
+        raw: &[u8],
+        tx: &mut Sending,
+    ) -> Result<(Encoding, Vec<u8>), String> {
+        let i = class.index();
+        let into_stream = |tx: &mut Sending| tx.streams.compress(class, raw).map_err(|e| format!("compress: {e}"));
+        if class == Class::Bulk {
+            return Ok((Encoding::Brotli, into_stream(tx)?));
+        }
+        let mark = tx.tables[i].mark();
+        let mut short = Vec::new();
+        compact::encode(edus, &self.params.me, &mut tx.tables[i], &mut short);
+        if !(tx.streams.live(class) && tx.stream_wins[i]) {
+            let mut enc = Encoder::new(class);
+            let mut alone = enc.compress(raw).map_err(|e| format!("compress: {e}"))?;
+            alone.extend(enc.finish());
+            if short.len() <= alone.len() && short.len() <= raw.len() {
+                return Ok((Encoding::Compact, short));
+            }
+            if raw.len() <= alone.len() {
+                tx.tables[i].rollback(mark);
+                return Ok((Encoding::Json, raw.to_vec()));
+            }
+        }
+        tx.tables[i].rollback(mark);
+        let packed = into_stream(tx)?;
+        tx.stream_wins[i] = packed.len() < short.len();
+        Ok((Encoding::Brotli, packed))
     }
 
     /// Whether anything waits to be written, and whether that is only a flow report.
@@ -592,6 +659,7 @@ impl Conn {
                 Frame::Received(shared.received_total).encode(&mut plain);
             }
         }
+        self.end_idle_streams(&shared, tx, &mut plain);
         let overhead = TAG_LEN + 3;
         let budget = shared.flow.message_budget().min(MAX_PLAINTEXT);
         let room_now = |shared: &mut Shared, n: usize| shared.flow.may_send(n + overhead);
@@ -628,60 +696,24 @@ impl Conn {
                     let pending = Pending { class, sent_at: Instant::now(), done: next.done, end: None };
                     shared.pending.insert(next.seq, pending);
                     shared.writing += 1;
-                    let mut cur = Current {
-                        seq: next.seq,
-                        encoder: None,
-                        encoding: Encoding::Brotli,
-                        buf: header,
-                        raw,
-                        raw_off: 0,
-                    };
+                    let mut cur = Current { seq: next.seq, encoding: Encoding::Brotli, buf: header, raw, raw_off: 0 };
                     if cur.raw.len() <= if class == Class::Bulk { WHOLE } else { WHOLE_SHORT } {
-                        // Per-message choice: the smallest of JSON, brotli and (not for
-                        // bulk) the compact form, whose tables keep only what is sent.
-                        let mut enc = Encoder::new(class);
-                        let mut packed = enc.compress(&cur.raw).map_err(|e| format!("compress: {e}"))?;
-                        packed.extend(enc.finish());
-                        let mut best = (cur.raw.len(), Encoding::Json);
-                        if packed.len() < best.0 {
-                            best = (packed.len(), Encoding::Brotli);
-                        }
-                        let mut short = Vec::new();
-                        if class != Class::Bulk {
-                            let mark = tx.tables[i].mark();
-                            compact::encode(&edus, &self.params.me, &mut tx.tables[i], &mut short);
-                            if short.len() <= best.0 {
-                                best = (short.len(), Encoding::Compact);
-                            } else {
-                                tx.tables[i].rollback(mark);
-                            }
-                        }
-                        cur.encoding = best.1;
-                        match best.1 {
-                            Encoding::Json => cur.buf.extend_from_slice(&cur.raw),
-                            Encoding::Brotli => cur.buf.extend(packed),
-                            Encoding::Compact => cur.buf.extend(short),
-                        }
+                        let (encoding, body) = self.choose(class, &edus, &cur.raw, tx)?;
+                        cur.encoding = encoding;
+                        cur.buf.extend(body);
                         cur.raw_off = cur.raw.len();
-                    } else {
-                        // Compressed piece by piece as it leaves.
-                        cur.encoder = Some(Encoder::new(class));
                     }
+                    // Otherwise compressed into the stream piece by piece as it leaves.
                     tx.current[i] = Some(cur);
                 }
                 let Some(cur) = tx.current[i].as_mut() else { break };
                 let want = room.saturating_sub(Frame::data_overhead(cur.seq, room));
                 while cur.buf.len() < want && cur.raw_off < cur.raw.len() {
                     let end = (cur.raw_off + PIECE).min(cur.raw.len());
-                    let Some(encoder) = cur.encoder.as_mut() else { break };
-                    let piece = encoder.compress(&cur.raw[cur.raw_off..end]).map_err(|e| format!("compress: {e}"))?;
+                    let piece =
+                        tx.streams.compress(class, &cur.raw[cur.raw_off..end]).map_err(|e| format!("compress: {e}"))?;
                     cur.buf.extend_from_slice(&piece);
                     cur.raw_off = end;
-                    if end == cur.raw.len()
-                        && let Some(encoder) = cur.encoder.take()
-                    {
-                        cur.buf.extend(encoder.finish());
-                    }
                 }
                 let take = want.min(cur.buf.len());
                 let last = cur.raw_off == cur.raw.len() && take == cur.buf.len();
@@ -691,6 +723,7 @@ impl Conn {
                 Frame::Data { class, seq: cur.seq, encoding: cur.encoding, last, bytes: &cur.buf[..take] }
                     .encode(&mut plain);
                 cur.buf.drain(..take);
+                tx.streams.wrote(class, Instant::now());
                 if last {
                     let seq = cur.seq;
                     tx.current[i] = None;
@@ -712,6 +745,12 @@ struct Sending {
     current: [Option<Current>; 3],
     /// The compact encoding's tables, per class.
     tables: [compact::Table; 3],
+    /// The brotli stream of each class, while it lives: made by the first message
+    /// that needs it, ended when the class was idle ([`Conn::end_idle_streams`]).
+    streams: SendStreams,
+    /// Whether the last message each stream took came out smaller than its compact
+    /// form ([`Conn::choose`]).
+    stream_wins: [bool; 3],
     nonce: u64,
     last_write: Instant,
 }
@@ -719,8 +758,6 @@ struct Sending {
 /// A message being written.
 struct Current {
     seq: u64,
-    /// The message's own stream, while pieces of it are still to be compressed.
-    encoder: Option<Encoder>,
     /// How its body is written.
     encoding: Encoding,
     /// Encoded bytes not yet written (header, then compressed body).
@@ -735,11 +772,25 @@ struct Receiving {
     partial: [Option<(u64, Vec<u8>)>; 3],
     /// The compact encoding's tables, per class (as the sender's).
     tables: [compact::Table; 3],
+    /// The brotli stream of each class (as the sender's: made by the first
+    /// compressed message, dropped by an `End` frame or at the stream's finish).
+    streams: RecvStreams,
     /// The peer (the compact form's user IDs are its users').
     origin: String,
 }
 
 impl Receiving {
+    /// The peer dropped its brotli context of `class`: drop ours. Never inside a
+    /// message of the class (its sender ends a stream only between messages).
+    fn end(&mut self, class: Class) -> Result<(), String> {
+        let i = class.index();
+        if self.partial[i].is_some() {
+            return Err(format!("the {class:?} stream ended inside a message"));
+        }
+        self.streams.end(class);
+        Ok(())
+    }
+
     /// Add a chunk; a whole transaction when it was the last.
     #[allow(clippy::type_complexity)]
     fn chunk(
@@ -768,7 +819,7 @@ impl Receiving {
         let body = &buf[header_len..];
         let edus = match encoding {
             Encoding::Brotli => {
-                let raw = Decoder::decompress_finished(body, max).map_err(|e| format!("decompress: {e}"))?;
+                let raw = self.streams.decompress(class, body, max).map_err(|e| format!("decompress: {e}"))?;
                 txn::decode_body(&raw)?
             }
             Encoding::Json => txn::decode_body(body)?,
