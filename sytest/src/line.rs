@@ -29,8 +29,8 @@ struct Control {
     forward: AtomicU64,
     back: AtomicU64,
     calls: AtomicU64,
-    /// The first bytes the caller sent in the last call.
-    head: std::sync::Mutex<Vec<u8>>,
+    /// The first (up to 64) bytes the caller sent in each call, in the order the calls came.
+    heads: std::sync::Mutex<Vec<Vec<u8>>>,
     /// When each call got through, and when it ended (`None` while it lasts).
     call_log: std::sync::Mutex<Vec<(Instant, Option<Instant>)>>,
 }
@@ -65,7 +65,7 @@ impl Line {
             forward: AtomicU64::new(0),
             back: AtomicU64::new(0),
             calls: AtomicU64::new(0),
-            head: std::sync::Mutex::new(Vec::new()),
+            heads: std::sync::Mutex::new(Vec::new()),
             call_log: std::sync::Mutex::new(Vec::new()),
         });
         let c = Arc::clone(&control);
@@ -78,11 +78,13 @@ impl Line {
                 let c = Arc::clone(&c);
                 tokio::spawn(async move {
                     let Ok(callee) = TcpStream::connect(target).await else { return };
-                    c.head.lock().unwrap_or_else(|p| p.into_inner()).clear();
-                    c.calls.fetch_add(1, Ordering::SeqCst);
+                    // One entry in each log, at the same index.
                     let entry = {
                         let mut log = c.call_log.lock().unwrap_or_else(|p| p.into_inner());
+                        let mut heads = c.heads.lock().unwrap_or_else(|p| p.into_inner());
                         log.push((Instant::now(), None));
+                        heads.push(Vec::new());
+                        c.calls.fetch_add(1, Ordering::SeqCst);
                         log.len() - 1
                     };
                     let _ = caller.set_nodelay(true);
@@ -91,8 +93,8 @@ impl Line {
                     cut.mark_unchanged();
                     let (cr, cw) = caller.into_split();
                     let (tr, tw) = callee.into_split();
-                    let there = pump(cr, tw, Arc::clone(&c), true);
-                    let back = pump(tr, cw, Arc::clone(&c), false);
+                    let there = pump(cr, tw, Arc::clone(&c), Some(entry));
+                    let back = pump(tr, cw, Arc::clone(&c), None);
                     tokio::select! {
                         _ = async { tokio::join!(there, back) } => {}
                         _ = cut.changed() => {}
@@ -142,7 +144,14 @@ impl Line {
 
     /// The first (up to 64) bytes the caller sent in the last call.
     pub fn head_of_last_call(&self) -> Vec<u8> {
-        self.control.head.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.heads().pop().unwrap_or_default()
+    }
+
+    /// The first (up to 64) bytes the caller sent in each call that got through, in
+    /// the order the calls came, as [`Line::call_times`] (the link's handshake: a full
+    /// first message or a resume message, and what followed it).
+    pub fn heads(&self) -> Vec<Vec<u8>> {
+        self.control.heads.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Calls that got through to the target.
@@ -159,13 +168,14 @@ impl Line {
 }
 
 /// One direction: read what the line can take, serialize it at the rate, deliver
-/// it `latency` later.
+/// it `latency` later. `call`: the caller's direction of that call (its head is kept).
 async fn pump(
     mut src: tokio::net::tcp::OwnedReadHalf,
     mut dst: tokio::net::tcp::OwnedWriteHalf,
     control: Arc<Control>,
-    forward: bool,
+    call: Option<usize>,
 ) {
+    let forward = call.is_some();
     let (tx, mut rx) = mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
     let deliver = async move {
         while let Some((at, bytes)) = rx.recv().await {
@@ -192,10 +202,12 @@ async fn pump(
             let rate = control.rate.load(Ordering::SeqCst);
             let start = line_free.max(now);
             line_free = if rate == 0 { start } else { start + Duration::from_secs_f64(n as f64 / rate as f64) };
-            if forward {
-                let mut head = control.head.lock().unwrap_or_else(|p| p.into_inner());
-                let room = 64usize.saturating_sub(head.len());
-                head.extend_from_slice(&buf[..n.min(room)]);
+            if let Some(call) = call {
+                let mut heads = control.heads.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(head) = heads.get_mut(call) {
+                    let room = 64usize.saturating_sub(head.len());
+                    head.extend_from_slice(&buf[..n.min(room)]);
+                }
             }
             let counter = if forward { &control.forward } else { &control.back };
             counter.fetch_add(n as u64, Ordering::SeqCst);

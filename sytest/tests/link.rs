@@ -13,6 +13,9 @@
 //! of the sender while its transaction is on the line; a stranger, garbage and
 //! a replayed handshake get nothing from the listener and leave the link as it was;
 //! in sessions mode the line hangs up when idle and calls again for the next change.
+//! Resumption: the call after a cut opens with a 25-byte resume message instead of
+//! the full handshake and loses or repeats nothing; a replayed resume message gets
+//! nothing and costs nothing; after a `kill -9` the next call is a full handshake.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -402,9 +405,11 @@ async fn strangers_garbage_and_replays_get_nothing() {
     let (_, msg1) = tidings_federation::link::noise::Initiator::start(&stranger, &[9u8; 32]).expect("msg1");
     assert_eq!(answer_to(beta_link, &msg1).await, b"", "a stranger gets nothing");
 
-    // A real first message of alpha's, captured on the line; once its call is up (a
-    // change crossed over it), replayed.
-    let captured = capture_alpha_hello(&pair).await;
+    // A real first message of alpha's: the full handshake of its first call, captured
+    // on the line; once another call is up (a change crossed over it), replayed.
+    let captured = pair.ab.heads().first().map(|h| h[..FULL_HELLO].to_vec()).expect("alpha's first call");
+    assert_eq!(captured[0] & 0x80, 0, "the first call is a full handshake");
+    reconnect(&pair).await;
     put_status(&alice, "called again").await;
     until_status(&mut stream, &alice.user_id, "called again", Duration::from_secs(60)).await;
     assert_eq!(answer_to(beta_link, &captured).await, b"", "a replayed handshake gets nothing");
@@ -414,17 +419,132 @@ async fn strangers_garbage_and_replays_get_nothing() {
     until_status(&mut stream, &alice.user_id, "still here", Duration::from_secs(20)).await;
 }
 
-/// Cut the lines and keep the first 50 bytes of alpha's next call: its first
-/// handshake message.
-async fn capture_alpha_hello(pair: &Pair) -> Vec<u8> {
+/// A full handshake's first message.
+const FULL_HELLO: usize = 50;
+/// A resume message (spec/link.md, "Resumption").
+const RESUME: usize = 25;
+/// A message with nothing but a `Ping`: the initiator's key confirmation when it has
+/// nothing else to send.
+const PING: usize = 18;
+
+/// Cut both lines and restore them at once; the head of alpha's next call (it dials
+/// first: the smaller name), once it carried at least `RESUME` bytes.
+async fn reconnect(pair: &Pair) -> Vec<u8> {
     let before = pair.ab.calls();
     pair.cut();
     pair.restore();
     eventually(Duration::from_secs(60), || async {
         let head = pair.ab.head_of_last_call();
-        if pair.ab.calls() > before && head.len() >= 50 { Ok(head[..50].to_vec()) } else { Err(head.len()) }
+        if pair.ab.calls() > before && head.len() >= RESUME + PING { Ok(head) } else { Err(head.len()) }
     })
     .await
+}
+
+/// The line's byte counters `(alpha → beta, beta → alpha)` on alpha's line once they
+/// stood still for 3 s.
+async fn settled(line: &Line) -> (u64, u64) {
+    let mut last = ((line.bytes_forward(), line.bytes_back()), Instant::now());
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = (line.bytes_forward(), line.bytes_back());
+        if now != last.0 {
+            last = (now, Instant::now());
+        } else if last.1.elapsed() >= Duration::from_secs(3) {
+            return now;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_call_after_a_cut_resumes_in_25_bytes_and_a_replayed_resume_gets_nothing() {
+    let pair = Pair::start("").await;
+    let Sites { admin_a, alice, mut stream, .. } = sites(&pair).await;
+    let admin_b = pair.servers[1].create_admin("admin", PW).await;
+    quiet(&pair, &admin_a).await;
+    let first = pair.ab.heads();
+    assert_eq!(first[0][0] & 0x80, 0, "the first call is a full handshake: {:?}", first[0]);
+
+    // Idle servers, a cut: alpha calls again with its ticket. The new call costs the
+    // resume message and the key-confirmation ping, and beta answers nothing (where
+    // a full handshake is 50 + 18 bytes and 48 back).
+    let before = settled(&pair.ab).await;
+    let received_before = num(&peer(&admin_b, "alpha.test").await, "link_bytes_received");
+    let head = reconnect(&pair).await;
+    assert_eq!(head[0], 0x80, "the call after the cut is resumed: {head:?}");
+    let after = settled(&pair.ab).await;
+    assert_eq!(
+        (after.0 - before.0, after.1 - before.1),
+        ((RESUME + PING) as u64, 0),
+        "a resumed call between idle servers: 25 + 18 bytes, nothing back"
+    );
+    let received = num(&peer(&admin_b, "alpha.test").await, "link_bytes_received") - received_before;
+    assert_eq!(received, (RESUME + PING) as u64, "beta counted the same");
+    assert_eq!(peer(&admin_a, "beta.test").await["link_state"], "up");
+
+    // Traffic flows over the resumed call, once each, in order; and again after
+    // a second resumed call (the ticket was replaced, not lost).
+    let mut seen = Vec::new();
+    for msg in ["after the cut", "after the second cut"] {
+        put_status(&alice, msg).await;
+        seen.extend(until_status(&mut stream, &alice.user_id, msg, Duration::from_secs(30)).await);
+        if seen.len() == 1 {
+            // Once alpha has beta's ack: the call heard beta, so its ticket may be
+            // dialed (a call cut before the answer forgets it).
+            quiet(&pair, &admin_a).await;
+            assert_eq!(reconnect(&pair).await[0], 0x80, "resumed again");
+        }
+    }
+    assert_eq!(seen, ["after the cut", "after the second cut"], "no loss, no repeats");
+
+    // The captured resume message (and the first encrypted message behind it),
+    // replayed to beta's listener: no answer, and nothing changes.
+    let calls_before = pair.ab.calls() + pair.ba.calls();
+    let beta_link = loopback(pair.link_ports[1]);
+    assert_eq!(answer_to(beta_link, &head[..RESUME + PING]).await, b"", "a replayed resume gets nothing");
+    assert_eq!(answer_to(beta_link, &head[..RESUME]).await, b"", "the resume message alone gets nothing");
+    let mut forged = head[..RESUME].to_vec();
+    forged[RESUME - 1] ^= 1;
+    assert_eq!(answer_to(beta_link, &forged).await, b"", "a forged tag gets nothing");
+    put_status(&alice, "still the same call").await;
+    let seen = until_status(&mut stream, &alice.user_id, "still the same call", Duration::from_secs(20)).await;
+    assert_eq!(seen, ["still the same call"]);
+    assert_eq!(pair.ab.calls() + pair.ba.calls(), calls_before, "the replays replaced no call");
+    // And the ticket survived them: the next call resumes too.
+    quiet(&pair, &admin_a).await;
+    assert_eq!(reconnect(&pair).await[0], 0x80, "resumed after the replays");
+}
+
+#[tokio::test]
+async fn after_kill_9_the_next_call_is_a_full_handshake() {
+    let mut pair = Pair::start("").await;
+    let Sites { admin_a, alice, mut stream, .. } = sites(&pair).await;
+    quiet(&pair, &admin_a).await;
+    assert_eq!(reconnect(&pair).await[0], 0x80, "with both up, a cut resumes");
+
+    // The caller restarts: it has no ticket (they live in memory only).
+    let calls = pair.ab.calls();
+    pair.servers[0].kill9().await;
+    pair.servers[0].restart().await;
+    put_status(&alice, "after alpha's restart").await;
+    until_status(&mut stream, &alice.user_id, "after alpha's restart", Duration::from_secs(60)).await;
+    let heads = pair.ab.heads();
+    assert!(heads.len() > calls as usize, "alpha called again");
+    assert_eq!(heads[calls as usize][0] & 0x80, 0, "its first call is a full handshake: {heads:?}");
+
+    // The answerer restarts: alpha's ticket is refused (beta forgot it), and the call
+    // after that is a full handshake; nothing is lost.
+    let calls = pair.ab.calls() as usize;
+    pair.servers[1].kill9().await;
+    pair.servers[1].restart().await;
+    let mut stream = pair.servers[1].login("bob", PW).await.syncer();
+    stream.next(0).await;
+    put_status(&alice, "after beta's restart").await;
+    until_status(&mut stream, &alice.user_id, "after beta's restart", Duration::from_secs(60)).await;
+    let heads: Vec<u8> = pair.ab.heads()[calls..].iter().map(|h| h[0]).collect();
+    assert!(heads.iter().any(|b| b & 0x80 == 0), "a full handshake after beta's restart: {heads:?}");
+    if let Some(resumed) = heads.iter().position(|b| *b == 0x80) {
+        assert!(heads[resumed + 1..].iter().any(|b| b & 0x80 == 0), "the refused resume was followed by a full one");
+    }
 }
 
 #[tokio::test]
@@ -446,6 +566,9 @@ async fn sessions_mode_hangs_up_when_idle_and_calls_again() {
         put_status(&alice, msg).await;
         until_status(&mut stream, &alice.user_id, msg, Duration::from_secs(30)).await;
         assert!(pair.ab.calls() + pair.ba.calls() > calls_before, "a new call carried {msg:?}");
+        // A call after the first resumes (alpha called: it had the change).
+        let head = pair.ab.head_of_last_call();
+        assert_eq!(head.first(), Some(&0x80), "the call for {msg:?} resumed: {head:?}");
     }
     let pa = peer(&admin_a, "beta.test").await;
     assert!(num(&pa, "link_connected_ms") > 0, "{pa}");

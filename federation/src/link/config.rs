@@ -45,6 +45,10 @@ pub struct LinkConfig {
     /// Sessions: how long a bulk transaction may wait for a call made for something
     /// else before it calls on its own.
     pub bulk_max_wait_ms: u64,
+    /// How long a full handshake's resumption ticket (and the tickets that replace it
+    /// at each resumed call) may be used; 0 = resumption off, every call a full
+    /// handshake. Tickets live in memory only.
+    pub resume_ms: u64,
 }
 
 impl Default for LinkConfig {
@@ -60,6 +64,7 @@ impl Default for LinkConfig {
             presence_max_wait_ms: 600_000,
             short_max_wait_ms: 120_000,
             bulk_max_wait_ms: 900_000,
+            resume_ms: 86_400_000,
         }
     }
 }

@@ -2,10 +2,12 @@
 //! crate. Both ends know each other's static link key beforehand (from the signed key
 //! documents), so the handshake is two messages and 98 bytes:
 //!
-//! - initiator → responder, 50 bytes: a 2-byte *hint* (the first two bytes of the
-//!   initiator's static public key, so the responder knows which peer's key to try;
-//!   it is in the prologue, so tampering with it fails the handshake), then Noise's
-//!   `e, es, ss` (32-byte ephemeral key, 16-byte tag of an empty payload);
+//! - initiator → responder, 50 bytes: a 2-byte *hint* (the first 15 bits of the
+//!   initiator's static public key, top bit clear, so the responder knows which
+//!   peer's key to try and a resume message, whose first byte has the top bit set,
+//!   is never taken for one; it is in the prologue, so tampering with it fails the
+//!   handshake), then Noise's `e, es, ss` (32-byte ephemeral key, 16-byte tag of an
+//!   empty payload);
 //! - responder → initiator, 48 bytes: `e, ee, se` (ephemeral key, tag).
 //!
 //! Both ends are authenticated by their static keys and the session keys have forward
@@ -15,13 +17,19 @@
 //! ([`ReplayGuard`]), and it counts a connection as established only once the
 //! initiator's first encrypted message decrypted (key confirmation), so a replay
 //! costs it nothing lasting.
+//!
+//! The session's transport keys are snow's split (`risky-raw-split`), run through
+//! [`Cipher`] exactly as Noise's transport would; the split and the handshake hash
+//! also give the resumption secret of [`super::resume`].
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Mutex;
 
-use snow::{HandshakeState, StatelessTransportState};
+use snow::HandshakeState;
 
+use super::cipher::Cipher;
 use super::key::LinkKey;
+use super::resume::Secret;
 
 /// The Noise protocol name.
 pub const PATTERN: &str = "Noise_KK_25519_ChaChaPoly_BLAKE2s";
@@ -34,9 +42,10 @@ pub const MSG1_LEN: usize = HINT_LEN + 48;
 /// The second handshake message.
 pub const MSG2_LEN: usize = 48;
 
-/// The hint of a static public key.
+/// The hint of a static public key: its first two bytes with the top bit cleared
+/// (a first byte with the top bit set opens a resumed call, [`super::resume`]).
 pub fn hint(public: &[u8; 32]) -> [u8; HINT_LEN] {
-    [public[0], public[1]]
+    [public[0] & 0x7f, public[1]]
 }
 
 fn builder<'a>(local: &'a LinkKey, remote: &'a [u8; 32], prologue: &'a [u8]) -> Result<snow::Builder<'a>, String> {
@@ -54,35 +63,16 @@ fn prologue(initiator_hint: [u8; HINT_LEN]) -> Vec<u8> {
     p
 }
 
-/// An established session's keys: stateless, so the reader and the writer each keep
-/// their own nonce counter (TCP keeps messages in order; anything replayed, dropped or
-/// reordered fails to decrypt).
-pub struct Cipher {
-    state: StatelessTransportState,
-}
-
-impl std::fmt::Debug for Cipher {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Cipher")
+/// The session of a finished handshake: the transport cipher of this end, and the
+/// resumption secret. The split's first key is the initiator's sending key.
+fn split(state: &mut HandshakeState) -> Result<(Cipher, Secret), String> {
+    if !state.is_handshake_finished() {
+        return Err("noise: the handshake is not finished".into());
     }
-}
-
-impl Cipher {
-    /// Encrypt `plain` as message number `nonce` of this direction.
-    pub fn encrypt(&self, nonce: u64, plain: &[u8]) -> Result<Vec<u8>, String> {
-        let mut out = vec![0u8; plain.len() + super::frame::TAG_LEN];
-        let n = self.state.write_message(nonce, plain, &mut out).map_err(|e| format!("encrypt: {e}"))?;
-        out.truncate(n);
-        Ok(out)
-    }
-
-    /// Decrypt message number `nonce` of the other direction.
-    pub fn decrypt(&self, nonce: u64, ciphertext: &[u8]) -> Result<Vec<u8>, String> {
-        let mut out = vec![0u8; ciphertext.len()];
-        let n = self.state.read_message(nonce, ciphertext, &mut out).map_err(|e| format!("decrypt: {e}"))?;
-        out.truncate(n);
-        Ok(out)
-    }
+    let h = state.get_handshake_hash().to_vec();
+    let (i2r, r2i) = state.dangerously_get_raw_split();
+    let cipher = if state.is_initiator() { Cipher::initiator(&i2r, &r2i) } else { Cipher::responder(&i2r, &r2i) };
+    Ok((cipher, Secret::from_handshake(&i2r, &r2i, &h)))
 }
 
 /// The initiator's half-done handshake.
@@ -106,24 +96,27 @@ impl Initiator {
         Ok((Self { state }, msg))
     }
 
-    /// Read the responder's answer: the session, or why not (a wrong key, garbage).
-    pub fn finish(mut self, msg2: &[u8; MSG2_LEN]) -> Result<Cipher, String> {
+    /// Read the responder's answer: the session and its resumption secret, or why
+    /// not (a wrong key, garbage).
+    pub fn finish(mut self, msg2: &[u8; MSG2_LEN]) -> Result<(Cipher, Secret), String> {
         let mut payload = [0u8; MSG2_LEN];
         self.state.read_message(msg2, &mut payload).map_err(|e| format!("handshake refused: {e}"))?;
-        let state = self.state.into_stateless_transport_mode().map_err(|e| format!("noise: {e}"))?;
-        Ok(Cipher { state })
+        split(&mut self.state)
     }
 }
 
-/// Answer a first message from one of `candidates` (peers' static keys): the index of
-/// the peer it came from, the session and the answer. Only candidates whose hint
-/// matches are tried, so garbage costs one DH per matching peer at most.
-pub fn respond(
-    local: &LinkKey,
-    candidates: &[[u8; 32]],
-    msg1: &[u8; MSG1_LEN],
-) -> Result<(usize, Cipher, [u8; MSG2_LEN]), String> {
+/// What [`respond`] gives: the index of the candidate the first message came from,
+/// the session, the answer to send and the resumption secret.
+pub type Responded = (usize, Cipher, [u8; MSG2_LEN], Secret);
+
+/// Answer a first message from one of `candidates` (peers' static keys). Only
+/// candidates whose hint matches are tried, so garbage costs one DH per matching peer
+/// at most; a first byte with the top bit set is no hint at all.
+pub fn respond(local: &LinkKey, candidates: &[[u8; 32]], msg1: &[u8; MSG1_LEN]) -> Result<Responded, String> {
     let h: [u8; HINT_LEN] = [msg1[0], msg1[1]];
+    if h[0] & 0x80 != 0 {
+        return Err("not a first handshake message".to_owned());
+    }
     let p = prologue(h);
     for (i, remote) in candidates.iter().enumerate().filter(|(_, k)| hint(k) == h) {
         let mut state = builder(local, remote, &p)?.build_responder().map_err(|e| format!("noise: {e}"))?;
@@ -136,8 +129,8 @@ pub fn respond(
         if n != MSG2_LEN {
             return Err(format!("noise wrote {n} bytes for the second message"));
         }
-        let state = state.into_stateless_transport_mode().map_err(|e| format!("noise: {e}"))?;
-        return Ok((i, Cipher { state }, msg2));
+        let (cipher, secret) = split(&mut state)?;
+        return Ok((i, cipher, msg2, secret));
     }
     Err("no peer's link key opens this handshake".to_owned())
 }
@@ -187,13 +180,50 @@ mod tests {
         let (a, b) = (LinkKey::generate(), LinkKey::generate());
         let stranger = LinkKey::generate();
         let (init, msg1) = Initiator::start(&a, b.public()).expect("start");
-        let (i, resp_cipher, msg2) = respond(&b, &[*stranger.public(), *a.public()], &msg1).expect("respond");
+        let (i, resp_cipher, msg2, resp_secret) =
+            respond(&b, &[*stranger.public(), *a.public()], &msg1).expect("respond");
         assert_eq!(i, 1);
         assert_eq!(msg1.len() + msg2.len(), 98);
-        let init_cipher = init.finish(&msg2).expect("finish");
+        assert_eq!(msg1[0] & 0x80, 0, "a full first message never looks like a resume");
+        let (init_cipher, init_secret) = init.finish(&msg2).expect("finish");
         let ct = init_cipher.encrypt(0, b"hello").expect("encrypt");
         assert_eq!(resp_cipher.decrypt(0, &ct).expect("decrypt"), b"hello");
         assert!(resp_cipher.decrypt(1, &ct).is_err(), "a replayed message does not decrypt with the next nonce");
+        let back = resp_cipher.encrypt(0, b"answer").expect("encrypt");
+        assert_eq!(init_cipher.decrypt(0, &back).expect("decrypt"), b"answer");
+        assert_eq!(init_secret, resp_secret, "both ends derive the same resumption secret");
+        // Another handshake between the same keys: another secret.
+        let (init, msg1) = Initiator::start(&a, b.public()).expect("start");
+        let (_, _, msg2, again) = respond(&b, &[*a.public()], &msg1).expect("respond");
+        assert_ne!(again, resp_secret);
+        assert_eq!(init.finish(&msg2).expect("finish").1, again);
+    }
+
+    /// Our transport cipher is Noise's: what it seals, snow's own transport state of
+    /// the other end opens, both ways.
+    #[test]
+    fn the_transport_cipher_matches_snows() {
+        let (a, b) = (LinkKey::generate(), LinkKey::generate());
+        let p = prologue(hint(a.public()));
+        let mut init =
+            builder(&a, b.public(), &p).and_then(|x| x.build_initiator().map_err(|e| e.to_string())).unwrap();
+        let mut resp =
+            builder(&b, a.public(), &p).and_then(|x| x.build_responder().map_err(|e| e.to_string())).unwrap();
+        let (mut m1, mut m2, mut buf) = ([0u8; 48], [0u8; 48], [0u8; 64]);
+        init.write_message(&[], &mut m1).unwrap();
+        resp.read_message(&m1, &mut buf).unwrap();
+        resp.write_message(&[], &mut m2).unwrap();
+        init.read_message(&m2, &mut buf).unwrap();
+        let (ours, _) = split(&mut init).expect("split");
+        let snows = resp.into_stateless_transport_mode().unwrap();
+        for n in [0u64, 1, 7, 300] {
+            let ct = ours.encrypt(n, b"presence").expect("encrypt");
+            let mut out = [0u8; 64];
+            let len = snows.read_message(n, &ct, &mut out).expect("snow opens ours");
+            assert_eq!(&out[..len], b"presence");
+            let len = snows.write_message(n, b"ack", &mut out).expect("snow seals");
+            assert_eq!(ours.decrypt(n, &out[..len]).expect("ours opens snow's"), b"ack");
+        }
     }
 
     #[test]
@@ -208,6 +238,9 @@ mod tests {
         let mut tampered = msg1;
         tampered[0] ^= 1;
         assert!(respond(&b, &[*a.public()], &tampered).is_err());
+        let mut marked = msg1;
+        marked[0] |= 0x80;
+        assert!(respond(&b, &[*a.public()], &marked).is_err(), "a first byte with the top bit set is no hint");
     }
 
     #[test]

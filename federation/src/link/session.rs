@@ -39,9 +39,9 @@ const WHOLE: usize = 4096;
 /// Presence and short messages up to this many raw bytes are encoded whole, so the
 /// compact form can be chosen (a batch of 50 presence updates is about 5.5 KiB of JSON).
 const WHOLE_SHORT: usize = 64 * 1024;
+use super::cipher::Cipher;
 use super::flow::Flow;
 use super::frame::{self, Class, Encoding, Frame, MAX_PLAINTEXT, TAG_LEN};
-use super::noise::Cipher;
 use super::txn;
 use crate::transport::BoxFuture;
 
@@ -133,6 +133,9 @@ pub struct ConnParams {
     pub idle_hangup: Option<Duration>,
     /// The handshake's round trip: the line's, until the flow control measures one.
     pub rtt: Duration,
+    /// Whether the peer already proved it holds the session's keys (a full
+    /// handshake); a call this side resumed learns it from the peer's first message.
+    pub confirmed: bool,
 }
 
 struct Outgoing {
@@ -182,6 +185,8 @@ pub struct Conn {
     shared: Mutex<Shared>,
     wake: Notify,
     closed: watch::Sender<bool>,
+    /// [`ConnParams::confirmed`], or a message of the peer's decrypted since.
+    confirmed: Arc<std::sync::atomic::AtomicBool>,
     stats: Arc<LinkStats>,
     budget: Arc<Budget>,
 }
@@ -210,6 +215,7 @@ impl Conn {
         let now = Instant::now();
         let (closed, _) = watch::channel(false);
         let conn = Arc::new(Conn {
+            confirmed: Arc::new(std::sync::atomic::AtomicBool::new(params.confirmed)),
             params,
             opened: now,
             shared: Mutex::new(Shared {
@@ -277,6 +283,16 @@ impl Conn {
     /// When it was established.
     pub fn opened(&self) -> Instant {
         self.opened
+    }
+
+    /// Whether the peer proved it holds the session's keys (see [`ConnParams::confirmed`]).
+    pub fn confirmed(&self) -> bool {
+        self.confirmed.load(Ordering::Relaxed)
+    }
+
+    /// The flag behind [`Conn::confirmed`] (a resumed call's ticket follows it).
+    pub fn confirmation(&self) -> Arc<std::sync::atomic::AtomicBool> {
+        Arc::clone(&self.confirmed)
     }
 
     /// Whether it still runs.
@@ -365,6 +381,7 @@ impl Conn {
             self.lock().received_total += wire;
             let plain = cipher.decrypt(nonce, &ct)?;
             nonce += 1;
+            self.confirmed.store(true, Ordering::Relaxed);
             inbound.heard(&self.params.peer);
             self.handle(&plain, &mut rx, &inbound)?;
         }

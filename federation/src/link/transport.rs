@@ -1,8 +1,10 @@
 //! [`LinkTransport`]: the [`Transport`] for peers with `link` set, and [`Links`], which
 //! keeps one connection per linked peer: it dials (either side may; when both did,
 //! the connection dialed by the smaller server name wins), answers through the
-//! listener, and hands each delivery to the live connection. Peers without `link`
-//! go to the HTTP transport, unchanged.
+//! listener, and hands each delivery to the live connection. A call after the first
+//! resumes with the peer's ticket when it has one ([`super::resume`]): one 25-byte
+//! message instead of the full handshake. Peers without `link` go to the HTTP
+//! transport, unchanged.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,6 +23,7 @@ use super::config::{LinkConfig, LinkMode};
 use super::frame::{self, Class};
 use super::key::LinkKey;
 use super::noise::{self, Initiator, MSG1_LEN, MSG2_LEN, ReplayGuard};
+use super::resume::{self, Hello, RESUME_LEN, Secret, Tickets};
 use super::session::{Conn, ConnParams, Inbound, LinkStats};
 use crate::config::{FederationConfig, PeerConfig};
 use crate::keyring::Keyring;
@@ -35,6 +38,19 @@ const DIAL_BACKOFF: (Duration, Duration) = (Duration::from_millis(500), Duration
 const FIRST_DIALER_GRACE: Duration = Duration::from_secs(5);
 /// How many recent handshakes the replay guard remembers.
 const REPLAY_MEMORY: usize = 4096;
+
+/// How a connection's session was made, which decides what becomes of its ticket.
+#[derive(Debug)]
+enum Made {
+    /// A full handshake with the peer's static key `remote`: its ticket is kept once
+    /// the connection becomes the peer's.
+    Full { remote: [u8; 32], secret: Secret, rtt: Duration },
+    /// This side resumed it: its successor ticket may be dialed once the connection
+    /// heard from the peer, and is forgotten otherwise.
+    Resumed { next_id: [u8; resume::ID_LEN] },
+    /// The peer resumed it (the ticket was replaced as it was accepted).
+    Answered,
+}
 
 /// One linked peer.
 #[derive(Debug)]
@@ -138,6 +154,7 @@ pub struct Links {
     inbound: Arc<dyn Inbound>,
     budget: Arc<Budget>,
     replay: ReplayGuard,
+    tickets: Tickets,
     handshakes: Arc<Semaphore>,
     max_body: usize,
     ping_after: Duration,
@@ -181,6 +198,7 @@ impl Links {
         // Pings keep the peer's short watchdog from expiring: two or more per period
         // (and at most one per two round trips: the connection's floor).
         let ping_after = Duration::from_millis(short_watchdog_ms * 2 / 5);
+        let tickets = Tickets::new(*key.public(), config.resume_ms);
         Self {
             me: me.to_owned(),
             key,
@@ -190,6 +208,7 @@ impl Links {
             inbound,
             budget: Arc::new(Budget::new(config.daily_budget_bytes)),
             replay: ReplayGuard::new(REPLAY_MEMORY),
+            tickets,
             handshakes: Arc::new(Semaphore::new(config.max_pending_handshakes)),
             max_body,
             ping_after,
@@ -247,7 +266,7 @@ impl Links {
         })
     }
 
-    fn params(&self, peer: &str, dialed_by_us: bool, rtt: Duration) -> ConnParams {
+    fn params(&self, peer: &str, dialed_by_us: bool, rtt: Duration, confirmed: bool) -> ConnParams {
         ConnParams {
             peer: peer.to_owned(),
             me: self.me.clone(),
@@ -258,6 +277,7 @@ impl Links {
             idle_hangup: (self.config.mode == LinkMode::Sessions)
                 .then(|| Duration::from_millis(self.config.idle_hangup_ms)),
             rtt,
+            confirmed,
         }
     }
 
@@ -283,7 +303,11 @@ impl Links {
                 LinkMode::Always if self.me > peer.name => {
                     // The smaller name dials first; give its call time to get through
                     // (a handshake and its confirmation take about 3.6 s on a 1 s line).
-                    let _ = tokio::time::timeout(FIRST_DIALER_GRACE, changes.changed()).await;
+                    // Wait for a connection that is up, not for any change: the old
+                    // one's removal is a change too, and answering it at once crossed
+                    // the smaller name's call (two resumed calls that cross both fail).
+                    let up = changes.wait_for(|c| c.as_ref().is_some_and(|c| c.is_open()));
+                    let _ = tokio::time::timeout(FIRST_DIALER_GRACE, up).await;
                 }
                 LinkMode::Always => {}
             }
@@ -300,10 +324,10 @@ impl Links {
             let dialed = self.dial(&peer).await;
             peer.connecting.store(false, Ordering::Relaxed);
             match dialed {
-                Ok(conn) => {
+                Ok((conn, made)) => {
                     backoff = DIAL_BACKOFF.0;
                     peer.stats.calls.fetch_add(1, Ordering::Relaxed);
-                    self.install(&peer, conn);
+                    self.install(&peer, conn, made);
                 }
                 Err(e) => {
                     tracing::warn!(peer = %peer.name, addr = %peer.addr, error = %e, retry_in_ms = backoff.as_millis() as u64, "link call failed");
@@ -333,7 +357,10 @@ impl Links {
         }
     }
 
-    async fn dial(&self, peer: &LinkPeer) -> Result<Arc<Conn>, String> {
+    /// Call the peer: resume with its ticket when there is one that may be dialed
+    /// (the resume message, then at once the first encrypted message), else a full
+    /// handshake.
+    async fn dial(&self, peer: &LinkPeer) -> Result<(Arc<Conn>, Made), String> {
         let remote = match self.keyring.cached_link_key(&peer.name) {
             Some(k) => k,
             None => self.keyring.fetch_link_key(&peer.name, &peer.url).await?,
@@ -342,6 +369,16 @@ impl Links {
         let result = tokio::time::timeout(timeout, async {
             let mut stream = TcpStream::connect(&peer.addr).await.map_err(|e| format!("connect: {e}"))?;
             let _ = stream.set_nodelay(true);
+            // Taken only once the call is through: a failed connect uses no ticket.
+            if let Some(resumed) = self.tickets.resume(&peer.name, &remote, Instant::now()) {
+                let next_id = resumed.next_id;
+                if let Err(e) = stream.write_all(&resumed.message).await {
+                    self.tickets.settle(&peer.name, next_id, false);
+                    return Err(format!("write: {e}"));
+                }
+                peer.stats.sent(None, RESUME_LEN as u64);
+                return Ok::<_, String>((stream, resumed.cipher, resumed.rtt, Made::Resumed { next_id }));
+            }
             let (init, msg1) = Initiator::start(&self.key, &remote)?;
             stream.write_all(&msg1).await.map_err(|e| format!("write: {e}"))?;
             let sent = Instant::now();
@@ -350,12 +387,12 @@ impl Links {
             stream.read_exact(&mut msg2).await.map_err(|e| format!("no handshake answer: {e}"))?;
             let rtt = sent.elapsed();
             peer.stats.bytes_received.fetch_add(MSG2_LEN as u64, Ordering::Relaxed);
-            let cipher = init.finish(&msg2)?;
-            Ok::<_, String>((stream, cipher, rtt))
+            let (cipher, secret) = init.finish(&msg2)?;
+            Ok((stream, cipher, rtt, Made::Full { remote, secret, rtt }))
         })
         .await
         .map_err(|_| "the handshake timed out".to_owned())?;
-        let (stream, cipher, rtt) = match result {
+        let (stream, cipher, rtt, made) = match result {
             Ok(ok) => ok,
             Err(e) => {
                 if e.starts_with("handshake refused") {
@@ -365,43 +402,73 @@ impl Links {
                 return Err(e);
             }
         };
-        Ok(Conn::start(
+        let confirmed = !matches!(made, Made::Resumed { .. });
+        let conn = Conn::start(
             stream,
             cipher,
-            self.params(&peer.name, true, rtt),
+            self.params(&peer.name, true, rtt, confirmed),
             Arc::clone(&self.inbound),
             Arc::clone(&peer.stats),
             Arc::clone(&self.budget),
             None,
-        ))
+        );
+        if let Made::Resumed { next_id } = made {
+            // The successor may open the next call once this one heard the peer.
+            self.tickets.confirm_by(&peer.name, next_id, conn.confirmation());
+        }
+        Ok((conn, made))
     }
 
-    /// Answer one incoming connection: the handshake, then the initiator's first
-    /// message (key confirmation); only then does it count.
+    /// Answer one incoming connection: a full handshake or a resume message, then the
+    /// initiator's first encrypted message (key confirmation); only then does it count.
     pub(super) async fn answer(&self, mut stream: TcpStream) -> Result<(), String> {
         let _ = stream.set_nodelay(true);
-        let mut msg1 = [0u8; MSG1_LEN];
-        stream.read_exact(&mut msg1).await.map_err(|e| format!("short handshake: {e}"))?;
-        if !self.replay.fresh(&msg1) {
-            return Err("a replayed handshake".into());
-        }
-        let candidates: Vec<(Arc<LinkPeer>, [u8; 32])> = self
-            .peers
-            .values()
-            .filter_map(|p| self.keyring.cached_link_key(&p.name).map(|k| (Arc::clone(p), k)))
-            .collect();
-        let keys: Vec<[u8; 32]> = candidates.iter().map(|(_, k)| *k).collect();
-        let (i, cipher, msg2) = noise::respond(&self.key, &keys, &msg1)?;
-        let peer = Arc::clone(&candidates[i].0);
-        peer.stats.bytes_received.fetch_add(MSG1_LEN as u64, Ordering::Relaxed);
+        let mut first = [0u8; 1];
+        stream.read_exact(&mut first).await.map_err(|e| format!("short handshake: {e}"))?;
+        let (peer, cipher, msg2, ticket_rtt, made) = match Hello::of(first[0]) {
+            None => return Err("not a link handshake".into()),
+            Some(Hello::Resume) => {
+                let mut msg = [0u8; RESUME_LEN];
+                msg[0] = first[0];
+                stream.read_exact(&mut msg[1..]).await.map_err(|e| format!("short resume message: {e}"))?;
+                let accepted = self
+                    .tickets
+                    .accept(&msg, |name| self.keyring.cached_link_key(name), Instant::now())
+                    .ok_or("no ticket opens this resume message (unknown, used, expired or forged)")?;
+                let peer = Arc::clone(self.peers.get(&accepted.peer).ok_or("a ticket of no linked peer")?);
+                peer.stats.bytes_received.fetch_add(RESUME_LEN as u64, Ordering::Relaxed);
+                (peer, accepted.cipher, None, accepted.rtt, Made::Answered)
+            }
+            Some(Hello::Full) => {
+                let mut msg1 = [0u8; MSG1_LEN];
+                msg1[0] = first[0];
+                stream.read_exact(&mut msg1[1..]).await.map_err(|e| format!("short handshake: {e}"))?;
+                if !self.replay.fresh(&msg1) {
+                    return Err("a replayed handshake".into());
+                }
+                let candidates: Vec<(Arc<LinkPeer>, [u8; 32])> = self
+                    .peers
+                    .values()
+                    .filter_map(|p| self.keyring.cached_link_key(&p.name).map(|k| (Arc::clone(p), k)))
+                    .collect();
+                let keys: Vec<[u8; 32]> = candidates.iter().map(|(_, k)| *k).collect();
+                let (i, cipher, msg2, secret) = noise::respond(&self.key, &keys, &msg1)?;
+                let (peer, remote) = (Arc::clone(&candidates[i].0), candidates[i].1);
+                peer.stats.bytes_received.fetch_add(MSG1_LEN as u64, Ordering::Relaxed);
+                (peer, cipher, Some(msg2), Duration::ZERO, Made::Full { remote, secret, rtt: Duration::ZERO })
+            }
+        };
         peer.answering.store(true, Ordering::SeqCst);
         let confirmed = async {
-            stream.write_all(&msg2).await.map_err(|e| format!("write: {e}"))?;
             let sent = Instant::now();
-            peer.stats.sent(None, MSG2_LEN as u64);
+            if let Some(msg2) = msg2 {
+                stream.write_all(&msg2).await.map_err(|e| format!("write: {e}"))?;
+                peer.stats.sent(None, MSG2_LEN as u64);
+            }
             let len = frame::read_len(&mut stream).await.map_err(|e| format!("no first message: {e}"))?;
-            // Its first message waits one cork (a hundredth of this) before it leaves.
-            let rtt = sent.elapsed();
+            // Its first message waits one cork (a hundredth of this) before it leaves;
+            // a resumed call has no round trip to time: its ticket remembers one.
+            let rtt = if msg2.is_some() { sent.elapsed() } else { ticket_rtt };
             let mut ct = vec![0u8; len];
             stream.read_exact(&mut ct).await.map_err(|e| format!("no first message: {e}"))?;
             let wire = (frame::varint_len(len as u64) + len) as u64;
@@ -412,24 +479,30 @@ impl Links {
         .await;
         peer.answering.store(false, Ordering::SeqCst);
         let (plain, wire, rtt) = confirmed?;
+        let made = match made {
+            Made::Full { remote, secret, .. } => Made::Full { remote, secret, rtt },
+            other => other,
+        };
         self.inbound.heard(&peer.name);
         let conn = Conn::start(
             stream,
             cipher,
-            self.params(&peer.name, false, rtt),
+            self.params(&peer.name, false, rtt, true),
             Arc::clone(&self.inbound),
             Arc::clone(&peer.stats),
             Arc::clone(&self.budget),
             Some((plain, wire)),
         );
-        self.install(&peer, conn);
+        self.install(&peer, conn, made);
         Ok(())
     }
 
     /// Make `conn` the peer's connection, unless the tie-break keeps the current one:
     /// a new connection dialed the same way replaces the old (its dialer saw the old
     /// one die); of two dialed opposite ways, the one the smaller name dialed wins.
-    fn install(&self, peer: &Arc<LinkPeer>, conn: Arc<Conn>) {
+    /// Both ends keep the same connection, so the ticket of a full handshake is kept
+    /// only when its connection is: then both ends hold the same one.
+    fn install(&self, peer: &Arc<LinkPeer>, conn: Arc<Conn>, made: Made) {
         if let Some(old) = peer.open_conn() {
             let keep_new = old.dialed_by_us() == conn.dialed_by_us() || {
                 let new_dialer = if conn.dialed_by_us() { &self.me } else { &peer.name };
@@ -439,11 +512,23 @@ impl Links {
             if !keep_new {
                 tracing::debug!(peer = %peer.name, "both sides dialed; keeping the other connection");
                 conn.close();
+                if let Made::Resumed { next_id } = made {
+                    self.tickets.settle(&peer.name, next_id, false);
+                }
                 return;
             }
             old.close();
         }
-        tracing::info!(peer = %peer.name, dialed_by_us = conn.dialed_by_us(), "link up");
+        let resumed = !matches!(made, Made::Full { .. });
+        if let Made::Full { remote, secret, rtt } = made {
+            self.tickets.store(&peer.name, remote, secret, rtt, Instant::now());
+        }
+        tracing::info!(
+            peer = %peer.name,
+            dialed_by_us = conn.dialed_by_us(),
+            resumed,
+            "link up"
+        );
         peer.wanted.store(false, Ordering::SeqCst);
         peer.conn.send_replace(Some(Arc::clone(&conn)));
         let sessions = self.config.mode == LinkMode::Sessions;
@@ -551,7 +636,9 @@ impl Links {
         };
         let started = Instant::now();
         let result = conn.send(class, &txn.txn_id, &txn.body).await.unwrap_or_else(|_| {
-            if sessions {
+            // A resumed call that never heard the peer was refused (its restart, a
+            // used ticket): no hang-up crossed this, the retry calls again at once.
+            if sessions && conn.confirmed() {
                 peer.cut.lock().unwrap_or_else(|p| p.into_inner()).insert(txn.txn_id.clone());
             }
             Err("the link connection ended before the peer acknowledged".into())

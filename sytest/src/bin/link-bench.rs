@@ -18,9 +18,11 @@
 //! measurement ends when the watcher's list shows every new status and the lines have
 //! been quiet for 3 s. Reported: bytes on the line both ways, per change.
 //!
-//! Handshake: the bytes of the first call between two idle servers (nothing to send):
-//! the initiator's 50-byte first message and 18-byte key-confirmation ping, the
-//! responder's 48-byte answer.
+//! Handshake, full: the bytes of the first call between two idle servers (nothing to
+//! send): the initiator's 50-byte first message and 18-byte key-confirmation ping, the
+//! responder's 48-byte answer. Resumed: the lines are cut and restored at once and
+//! the bytes of the call that follows are counted the same way: the 25-byte resume
+//! message and the ping, nothing back.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -125,14 +127,36 @@ async fn statuses_seen(watcher: &Session, msg: &str) -> usize {
     body["entries"].as_array().map_or(0, |e| e.iter().filter(|e| e["status_msg"] == json!(msg)).count())
 }
 
-async fn measure(transport: Transport) -> Result<(Vec<(usize, u64)>, Option<(u64, u64)>), String> {
+/// A call's bytes: initiator → responder, back.
+type CallBytes = (u64, u64);
+
+async fn measure(transport: Transport) -> Result<(Vec<(usize, u64)>, Option<(CallBytes, CallBytes)>), String> {
     let setup = start(transport).await;
     let (a, b) = (&setup.servers[0], &setup.servers[1]);
     let handshake = if transport == Transport::Link {
         // Idle servers: the first call carries nothing but the handshake and the ping.
         quiet(&setup, Duration::from_secs(3)).await;
         let call = &setup.lines[0];
-        Some((call.bytes_forward(), call.bytes_back()))
+        let full = (call.bytes_forward(), call.bytes_back());
+        // A cut: alpha (the smaller name dials first) calls again with its ticket.
+        let calls = call.calls();
+        for l in &setup.lines {
+            l.cut();
+            l.restore();
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while call.calls() == calls {
+            if Instant::now() > deadline {
+                return Err("no call after the cut".into());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        quiet(&setup, Duration::from_secs(3)).await;
+        if call.head_of_last_call().first() != Some(&0x80) {
+            return Err(format!("the call after the cut did not resume: {:?}", call.head_of_last_call()));
+        }
+        let resumed = (call.bytes_forward() - full.0, call.bytes_back() - full.1);
+        Some((full, resumed))
     } else {
         None
     };
@@ -207,10 +231,14 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        if let Some((forward, back)) = link.1 {
+        if let Some(((forward, back), (r_forward, r_back))) = link.1 {
             println!(
-                "handshake (first call, idle): {forward} B initiator→responder, {back} B back, {} B in all",
+                "handshake, full (first call, idle): {forward} B initiator→responder, {back} B back, {} B in all",
                 forward + back
+            );
+            println!(
+                "handshake, resumed (the call after a cut, idle): {r_forward} B initiator→responder, {r_back} B back, {} B in all",
+                r_forward + r_back
             );
         }
         println!("bytes on the line per presence change (both directions):");

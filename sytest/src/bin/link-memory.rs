@@ -41,10 +41,11 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::routing::get;
 use tidings_federation::keys::ServerKey;
+use tidings_federation::link::cipher::Cipher;
 use tidings_federation::link::compress::Encoder;
 use tidings_federation::link::frame::{self, Class, Encoding, Frame};
 use tidings_federation::link::key::{LINK_KEY_FIELD, parse_public};
-use tidings_federation::link::noise::{Cipher, Initiator, MSG2_LEN};
+use tidings_federation::link::noise::{Initiator, MSG2_LEN};
 use tidings_federation::link::{LinkKey, txn};
 use tidings_sytest::paths::{answer_path, status_path};
 use tidings_sytest::{Peer, ServerOptions, Session, TestServer, free_port, json};
@@ -164,7 +165,7 @@ async fn dial(i: usize, addr: std::net::SocketAddr, hub_key: [u8; 32]) -> Result
     stream.write_all(&msg1).await.map_err(|e| format!("{name}: {e}"))?;
     let mut msg2 = [0u8; MSG2_LEN];
     stream.read_exact(&mut msg2).await.map_err(|e| format!("{name}: no answer: {e}"))?;
-    let cipher = Arc::new(init.finish(&msg2)?);
+    let cipher = Arc::new(init.finish(&msg2)?.0);
     let (mut read, write) = stream.into_split();
     let link = Arc::new(Link {
         name,

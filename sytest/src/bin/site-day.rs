@@ -170,15 +170,15 @@ fn options(name: &str, port: u16, scale: Scale, mode: Mode) -> ServerOptions {
     match mode {
         Mode::Http => {}
         Mode::Link => {
-            o = o.with_key("link", "mode", "\"always\"").with_key(
-                "link",
-                "cost_per_minute",
-                &COST_PER_MINUTE.to_string(),
-            );
+            o = o
+                .with_key("link", "mode", "\"always\"")
+                .with_key("link", "resume_ms", &scale.ms(DAY_MS).to_string())
+                .with_key("link", "cost_per_minute", &COST_PER_MINUTE.to_string());
         }
         Mode::Sessions => {
             o = o
                 .with_key("link", "mode", "\"sessions\"")
+                .with_key("link", "resume_ms", &scale.ms(DAY_MS).to_string())
                 .with_key("link", "idle_hangup_ms", &scale.ms(SESSIONS_IDLE_HANGUP_MS).to_string())
                 .with_key("link", "presence_max_wait_ms", &scale.ms(SESSIONS_PRESENCE_WAIT_MS).to_string())
                 .with_key("link", "short_max_wait_ms", &scale.ms(SESSIONS_SHORT_WAIT_MS).to_string())
@@ -409,6 +409,8 @@ struct DayResult {
     relays: u64,
     by_class: [u64; 4],
     calls: usize,
+    /// Of those, the calls that opened with a resume message (spec/link.md).
+    resumed: usize,
     /// Per peer, in [`PEERS`] order: calls alpha made, calls the peer made.
     calls_by_line: Vec<(usize, usize)>,
     connected_min: f64,
@@ -451,17 +453,19 @@ async fn day(mode: Mode, scale: Scale) -> Result<DayResult, String> {
     while let Some(done) = puts.join_next().await {
         done.map_err(|e| format!("a PUT task: {e}"))??;
     }
-    let (mut calls, mut connected, mut billed) = (0, 0.0, 0);
+    let (mut calls, mut resumed, mut connected, mut billed) = (0, 0, 0.0, 0);
     let mut calls_by_line = Vec::new();
     for (a, b) in &site.lines {
         let in_day = |l: &Line| l.call_times().into_iter().filter(|(_, to)| to.unwrap_or(end) > start).count();
         calls_by_line.push((in_day(a), in_day(b)));
-        for (from, to) in a.call_times().into_iter().chain(b.call_times()) {
+        let heads = a.heads().into_iter().chain(b.heads());
+        for ((from, to), head) in a.call_times().into_iter().chain(b.call_times()).zip(heads) {
             let to = to.unwrap_or(end).min(end);
             if to <= start {
                 continue;
             }
             calls += 1;
+            resumed += usize::from(head.first() == Some(&0x80));
             let inside = to - from.max(start);
             connected += scale.virtual_ms(inside) / 60_000.0;
             billed += (scale.virtual_ms(to - from) / 60_000.0).ceil() as u64;
@@ -492,6 +496,7 @@ async fn day(mode: Mode, scale: Scale) -> Result<DayResult, String> {
         relays: after.relays - before.relays,
         by_class: std::array::from_fn(|k| after.by_class[k] - before.by_class[k]),
         calls,
+        resumed,
         calls_by_line,
         connected_min: connected,
         billed_min: billed,
@@ -509,8 +514,9 @@ fn print(r: &DayResult) {
     if r.mode != Mode::Http {
         println!("  HTTP outside the link during the day: {} B", r.relays);
         println!(
-            "  calls {}, connected {:.1} min (aim < 15), billed {} min, cost ${:.2} at ${COST_PER_MINUTE:.2}/min",
+            "  calls {} ({} resumed), connected {:.1} min (aim < 15), billed {} min, cost ${:.2} at ${COST_PER_MINUTE:.2}/min",
             r.calls,
+            r.resumed,
             r.connected_min,
             r.billed_min,
             r.billed_min as f64 * COST_PER_MINUTE
