@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tidings_core::exchange::Exchange;
+use tidings_core::exchange::{Exchange, Gathered};
 use tidings_core::lanes::Lane;
 use tidings_core::outbound::StoredTxn;
 
@@ -90,8 +90,8 @@ impl Sender {
         loop {
             let delivery = match self.attempt(peer, &txn, replaceable).await {
                 Attempt::Delivered(delivery) => delivery,
-                Attempt::Replaced(newer, gathered) => {
-                    (txn, replaceable, more) = (newer, gathered.replaceable, gathered.more);
+                Attempt::Replaced { txn: newer, replaceable: r, more: m } => {
+                    (txn, replaceable, more) = (newer, r, m);
                     continue;
                 }
             };
@@ -148,12 +148,10 @@ impl Sender {
                 () = self.exchange.outbound().ready(peer.name(), self.lane), if may_replace => {
                     let max_bytes = self.transport.txn_bytes(&peer.config, self.lane);
                     match self.exchange.replace_transaction(peer.name(), txn, max_bytes).await {
-                        Ok(Some(gathered)) => {
-                            if let Some(newer) = gathered.txn.clone() {
-                                return Attempt::Replaced(newer, gathered);
-                            }
+                        Ok(Some(Gathered { txn: Some(txn), replaceable, more })) => {
+                            return Attempt::Replaced { txn, replaceable, more };
                         }
-                        Ok(None) => {}
+                        Ok(_) => {}
                         Err(e) => {
                             tracing::warn!(peer = peer.name(), error = %e, "cannot replace a transaction in flight; it goes on");
                             may_replace = false;
@@ -170,5 +168,12 @@ enum Attempt {
     /// The transport answered.
     Delivered(crate::transport::Delivery),
     /// A newer transaction took its place (stored); deliver that one.
-    Replaced(StoredTxn, tidings_core::exchange::Gathered),
+    Replaced {
+        /// The newer transaction.
+        txn: StoredTxn,
+        /// Whether it may be replaced in turn.
+        replaceable: bool,
+        /// Whether it left outbox rows behind.
+        more: bool,
+    },
 }

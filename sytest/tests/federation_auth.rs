@@ -38,7 +38,6 @@ use tokio::task::JoinHandle;
 const FAKE: &str = "fake.test";
 const REAL: &str = "real.test";
 const PW: &str = "federation-auth-pw-1";
-const PEERS: &str = "/_tidings/admin/v1/federation/peers";
 const REQUESTS: &str = "/_tidings/client/v1/presence/requests";
 const KEY_PATH: &str = "/_matrix/key/v2/server";
 
@@ -281,15 +280,7 @@ fn assert_signed_by_real(r: &Received, key: &(String, String)) {
 
 /// `fake.test`'s entry in the admin peers of the real server.
 async fn fake_entry(admin: &Session) -> Value {
-    let (status, body) = admin.get(PEERS).await;
-    assert_eq!(status, 200, "{body}");
-    body["peers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|p| p["server_name"] == json!(FAKE))
-        .cloned()
-        .unwrap_or_else(|| panic!("{FAKE} is not among the peers: {body}"))
+    admin.federation_peer(FAKE).await
 }
 
 fn num(entry: &Value, field: &str) -> u64 {

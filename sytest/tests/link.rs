@@ -28,7 +28,6 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 const PW: &str = "link-test-pw-1";
-const PEERS: &str = "/_tidings/admin/v1/federation/peers";
 /// The seed's line.
 const RATE: u64 = 240;
 const LATENCY: Duration = Duration::from_secs(1);
@@ -112,12 +111,7 @@ fn loopback(port: u16) -> SocketAddr {
 }
 
 async fn peer(admin: &Session, server_name: &str) -> Value {
-    let (status, body) = admin.get(PEERS).await;
-    assert_eq!(status, 200, "GET {PEERS}: {body}");
-    body["peers"]
-        .as_array()
-        .and_then(|p| p.iter().find(|p| p["server_name"] == json!(server_name)).cloned())
-        .unwrap_or_else(|| panic!("{server_name} is not among the peers: {body}"))
+    admin.federation_peer(server_name).await
 }
 
 fn num(entry: &Value, field: &str) -> u64 {
