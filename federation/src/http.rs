@@ -168,7 +168,7 @@ pub fn answer_size() -> u64 {
 }
 
 impl Transport for HttpTransport {
-    fn deliver<'a>(&'a self, peer: &'a PeerConfig, txn: &'a StoredTxn) -> BoxFuture<'a, Delivery> {
+    fn deliver<'a>(&'a self, peer: &'a PeerConfig, txn: &'a StoredTxn, _: bool) -> BoxFuture<'a, Delivery> {
         Box::pin(async move {
             let mut traffic = Traffic::default();
             let started = Instant::now();

@@ -140,7 +140,7 @@ impl Sender {
     /// the previous one's ack.
     async fn attempt(&self, peer: &Peer, txn: &StoredTxn, replaceable: bool) -> Attempt {
         let mut may_replace = replaceable && self.transport.replaces(&peer.config);
-        let delivery = self.transport.deliver(&peer.config, txn);
+        let delivery = self.transport.deliver(&peer.config, txn, may_replace);
         tokio::pin!(delivery);
         loop {
             tokio::select! {

@@ -39,7 +39,10 @@ pub struct Delivery {
 /// Carries transactions to peers.
 pub trait Transport: Send + Sync + std::fmt::Debug {
     /// Deliver `txn` to `peer` once; the sender retries with the same transaction.
-    fn deliver<'a>(&'a self, peer: &'a PeerConfig, txn: &'a StoredTxn) -> BoxFuture<'a, Delivery>;
+    /// `replaceable`: the sender gives this attempt up for a newer transaction when
+    /// something newer is due ([`Transport::replaces`]), so its ack is not urgent (the
+    /// link then lets a small one's ack wait for a message that goes anyway).
+    fn deliver<'a>(&'a self, peer: &'a PeerConfig, txn: &'a StoredTxn, replaceable: bool) -> BoxFuture<'a, Delivery>;
 
     /// The most queued EDU bytes one transaction of `lane` to `peer` should carry. A
     /// transaction is applied only when all of it arrived, and a cut repeats all of it,

@@ -48,7 +48,7 @@ struct MemoryWire {
 }
 
 impl Transport for MemoryWire {
-    fn deliver<'a>(&'a self, peer: &'a PeerConfig, txn: &'a StoredTxn) -> BoxFuture<'a, Delivery> {
+    fn deliver<'a>(&'a self, peer: &'a PeerConfig, txn: &'a StoredTxn, _: bool) -> BoxFuture<'a, Delivery> {
         Box::pin(async move {
             let target = self.target.lock().expect("lock").clone();
             let Some(target) = target.filter(|_| !self.cut.load(Ordering::SeqCst)) else {

@@ -16,7 +16,7 @@ fuzz_target!(|data: &[u8]| {
                 streams.end(class);
             }
             if let frame::Frame::Data { class, bytes, .. } = f {
-                let mut prev = 0;
+                let mut prev = txn::Previous::default();
                 if let Ok((_, len)) = txn::decode_header(bytes, &mut prev) {
                     if let Ok(raw) = streams.decompress(class, &bytes[len..], 1 << 20) {
                         let _ = txn::decode_body(&raw);

@@ -12,7 +12,7 @@
 //! | `0x02` | `Ack` | varint: sequence number of a transaction committed by the receiver |
 //! | `0x03` | `Nack` | varint: sequence number of a transaction that was not applied (resend) |
 //! | `0x04 \| class` | `End` | none: the sender dropped its brotli context of `class`; the receiver drops its own, and the class's next compressed message starts a new stream |
-//! | `0x80 \| compact<<4 \| class<<2 \| compressed<<1 \| last` | `Data` | varint seq, varint len, bytes: one chunk of a message |
+//! | `0x80 \| lazy<<5 \| compact<<4 \| class<<2 \| compressed<<1 \| last` | `Data` | varint seq, varint len, bytes: one chunk of a message; `lazy`: its ack may wait for a message that goes anyway ([`super::session`]) |
 //!
 //! A data frame's body is JSON, brotli-compressed JSON (`compressed`: the bytes of
 //! the class's stream up to a flush, [`super::compress`]) or the compact binary form
@@ -90,6 +90,9 @@ pub enum Frame<'a> {
         encoding: Encoding,
         /// Whether this is the message's last chunk.
         last: bool,
+        /// Whether its ack, and the report of a message of nothing else, may wait for
+        /// a message that goes anyway.
+        lazy: bool,
         /// The chunk.
         bytes: &'a [u8],
     },
@@ -152,13 +155,13 @@ impl Frame<'_> {
                 put_varint(out, *seq);
             }
             Frame::End(class) => out.push(0x04 | *class as u8),
-            Frame::Data { class, seq, encoding, last, bytes } => {
+            Frame::Data { class, seq, encoding, last, lazy, bytes } => {
                 let enc = match encoding {
                     Encoding::Json => 0,
                     Encoding::Brotli => 0x02,
                     Encoding::Compact => 0x10,
                 };
-                out.push(0x80 | enc | (*class as u8) << 2 | u8::from(*last));
+                out.push(0x80 | u8::from(*lazy) << 5 | enc | (*class as u8) << 2 | u8::from(*last));
                 put_varint(out, *seq);
                 put_varint(out, bytes.len() as u64);
                 out.extend_from_slice(bytes);
@@ -185,7 +188,7 @@ pub fn decode_frames(plain: &[u8]) -> Result<Vec<Frame<'_>>, FrameError> {
             0x02 => Frame::Ack(get_varint(plain, &mut pos)?),
             0x03 => Frame::Nack(get_varint(plain, &mut pos)?),
             0x05..=0x07 => Frame::End(Class::from_bits(t & 0x03).ok_or(FrameError("end of class 0"))?),
-            t if t & 0x80 != 0 && t & 0x60 == 0 && t & 0x12 != 0x12 => {
+            t if t & 0x80 != 0 && t & 0x40 == 0 && t & 0x12 != 0x12 => {
                 let class = Class::from_bits((t >> 2) & 0x03).ok_or(FrameError("data frame of class 0"))?;
                 let seq = get_varint(plain, &mut pos)?;
                 let len = get_varint(plain, &mut pos)?;
@@ -198,7 +201,7 @@ pub fn decode_frames(plain: &[u8]) -> Result<Vec<Frame<'_>>, FrameError> {
                     (false, true) => Encoding::Compact,
                     (false, false) => Encoding::Json,
                 };
-                Frame::Data { class, seq, encoding, last: t & 0x01 != 0, bytes }
+                Frame::Data { class, seq, encoding, last: t & 0x01 != 0, lazy: t & 0x20 != 0, bytes }
             }
             _ => return Err(FrameError("unknown frame type")),
         };
@@ -244,9 +247,38 @@ mod tests {
             Frame::Nack(u64::MAX),
             Frame::End(Class::Presence),
             Frame::End(Class::Bulk),
-            Frame::Data { class: Class::Bulk, seq: 7, encoding: Encoding::Brotli, last: false, bytes: b"abc" },
-            Frame::Data { class: Class::Presence, seq: 128, encoding: Encoding::Json, last: true, bytes: b"" },
-            Frame::Data { class: Class::Short, seq: 1, encoding: Encoding::Compact, last: true, bytes: b"x" },
+            Frame::Data {
+                class: Class::Bulk,
+                seq: 7,
+                encoding: Encoding::Brotli,
+                last: false,
+                lazy: false,
+                bytes: b"abc",
+            },
+            Frame::Data {
+                class: Class::Presence,
+                seq: 128,
+                encoding: Encoding::Json,
+                last: true,
+                lazy: false,
+                bytes: b"",
+            },
+            Frame::Data {
+                class: Class::Short,
+                seq: 1,
+                encoding: Encoding::Compact,
+                last: true,
+                lazy: false,
+                bytes: b"x",
+            },
+            Frame::Data {
+                class: Class::Presence,
+                seq: 2,
+                encoding: Encoding::Compact,
+                last: true,
+                lazy: true,
+                bytes: b"y",
+            },
         ];
         let mut out = Vec::new();
         for f in &frames {
@@ -257,7 +289,16 @@ mod tests {
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
-        for bad in [&[0x04][..], &[0x08], &[0x01, 0x80], &[0x80, 1, 5, 1], &[0x81, 0, 2, 0], &[0xff], &[0x97, 0, 0]] {
+        for bad in [
+            &[0x04][..],
+            &[0x08],
+            &[0x01, 0x80],
+            &[0x80, 1, 5, 1],
+            &[0x81, 0, 2, 0],
+            &[0xff],
+            &[0xd1, 0, 0],
+            &[0x97, 0, 0],
+        ] {
             assert!(decode_frames(bad).is_err(), "{bad:?}");
         }
     }

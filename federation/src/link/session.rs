@@ -14,6 +14,13 @@
 //! - **Receiving.** Each message counts as traffic for the peer's short watchdog. A
 //!   transaction is applied through core's exchange (atomically) and acknowledged
 //!   after the commit; acks ride in the next message either way.
+//! - **Lazy acks.** A presence transaction the sender will replace when something
+//!   newer is due, and whose body is smaller than an ack message of its own
+//!   ([`LAZY_BODY`]), goes marked `lazy`: its ack, and the flow report of a message
+//!   that carried nothing else, wait for a message that goes anyway (data, another
+//!   ack, at the latest the ping). The sender does not wait for it: a newer change
+//!   replaces the transaction, and resending its few bytes costs less than the ack.
+//!   So a lone change costs one message on the line.
 //! - **Liveness.** With nothing written for `ping_after`, a `Ping` (18 bytes on the
 //!   line) goes; with nothing read for `dead_after`, the connection is closed. In
 //!   sessions mode, with nothing but pings for `idle_hangup`, it hangs up.
@@ -55,6 +62,27 @@ pub const CORK_PER_RTT: u32 = 100;
 pub const REPORT_CORK_PER_RTT: u32 = 10;
 /// Raw bytes of a message compressed at a time (bulk is compressed as it leaves).
 const PIECE: usize = 1024;
+/// The largest encoded body of a presence transaction that goes `lazy`: what an ack
+/// of its own costs on the line (length prefix, tag, the ack frame).
+pub const LAZY_BODY: usize = 1 + TAG_LEN + 2;
+
+/// A compact form this small goes as it is, even when the class's warm stream has
+/// been winning: a brotli flush costs bytes of its own. Measured (`link-bench`, one
+/// status change of a known user): 15 bytes compact, 33 in the warm stream.
+const SMALL_COMPACT: usize = 32;
+
+/// How many message budgets of presence one message may carry (about two seconds of
+/// line): a batch of 50 changes, 261 bytes in the compact form, goes in one message
+/// on the seed's line instead of five, each with its own tag and flow report.
+const PRESENCE_MESSAGES: usize = 8;
+
+/// How the far side acknowledged a transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Acked {
+    /// It went `lazy` (its ack waited for a message that went anyway), so the time
+    /// to its ack is no round trip of the line.
+    pub lazily: bool,
+}
 
 /// Where received transactions go, and who hears of traffic.
 pub trait Inbound: Send + Sync + std::fmt::Debug {
@@ -142,13 +170,17 @@ struct Outgoing {
     seq: u64,
     txn_id: String,
     body: String,
-    done: oneshot::Sender<Result<(), String>>,
+    /// The sender replaces it when something newer is due (it may go `lazy`).
+    replaced: bool,
+    done: oneshot::Sender<Result<Acked, String>>,
 }
 
 struct Pending {
     class: Class,
     sent_at: Instant,
-    done: oneshot::Sender<Result<(), String>>,
+    /// It went `lazy`.
+    lazy: bool,
+    done: oneshot::Sender<Result<Acked, String>>,
     /// Bytes sent on the connection once the message with its last chunk was
     /// written: what its ack says the far side received.
     end: Option<u64>,
@@ -160,6 +192,10 @@ struct Shared {
     pending: HashMap<u64, Pending>,
     control: Vec<Frame<'static>>,
     report_due: bool,
+    /// Acks of `lazy` transactions, and whether a flow report is owed for messages
+    /// that carried only those: they ride the next message that goes anyway.
+    lazy_control: Vec<Frame<'static>>,
+    report_owed: bool,
     received_total: u64,
     /// Per transaction received whole, `received_total` when its last chunk came: an
     /// ack (or nack) of it reports that much, so a `Received` of the same total is
@@ -224,6 +260,8 @@ impl Conn {
                 pending: HashMap::new(),
                 control: Vec::new(),
                 report_due: false,
+                lazy_control: Vec::new(),
+                report_owed: false,
                 received_total: 0,
                 implied: HashMap::new(),
                 finished: Vec::new(),
@@ -323,7 +361,15 @@ impl Conn {
 
     /// Queue `txn_id` with `body` (a stored transaction) in `class`; the receiver
     /// resolves once the far side committed it, refused it, or the connection ended.
-    pub fn send(&self, class: Class, txn_id: &str, body: &str) -> oneshot::Receiver<Result<(), String>> {
+    /// `replaced`: the sender gives it up for a newer one when something newer is due,
+    /// so a small presence transaction may go `lazy` (the module's doc).
+    pub fn send(
+        &self,
+        class: Class,
+        txn_id: &str,
+        body: &str,
+        replaced: bool,
+    ) -> oneshot::Receiver<Result<Acked, String>> {
         let (done, rx) = oneshot::channel();
         if !self.is_open() {
             let _ = done.send(Err("the link connection ended".into()));
@@ -337,6 +383,7 @@ impl Conn {
             seq,
             txn_id: txn_id.to_owned(),
             body: body.to_owned(),
+            replaced,
             done,
         });
         drop(shared);
@@ -352,7 +399,7 @@ impl Conn {
         first: Option<(Vec<u8>, u64)>,
     ) -> Result<(), String> {
         let mut rx = Receiving {
-            prev_ms: [0; 3],
+            prev: Default::default(),
             partial: Default::default(),
             tables: Default::default(),
             streams: RecvStreams::default(),
@@ -392,6 +439,8 @@ impl Conn {
         let frames = frame::decode_frames(plain).map_err(|e| format!("bad frame: {e}"))?;
         let now = Instant::now();
         let mut data = false;
+        // Data that is not `lazy`: its report (and acks) go promptly.
+        let mut prompt = false;
         let mut wake = false;
         for f in frames {
             match f {
@@ -412,11 +461,11 @@ impl Conn {
                         pending
                     };
                     if let Some(p) = pending {
-                        if p.class == Class::Presence {
+                        if p.class == Class::Presence && !p.lazy {
                             self.stats.rtt_ms.store(p.sent_at.elapsed().as_millis() as u64, Ordering::Relaxed);
                         }
                         let result = if matches!(f, Frame::Ack(_)) {
-                            Ok(())
+                            Ok(Acked { lazily: p.lazy })
                         } else {
                             Err("the peer could not apply the transaction".to_owned())
                         };
@@ -424,25 +473,30 @@ impl Conn {
                     }
                     wake |= self.params.idle_hangup.is_some();
                 }
-                Frame::Data { class, seq, encoding, last, bytes } => {
+                Frame::Data { class, seq, encoding, last, lazy, bytes } => {
                     data = true;
+                    prompt |= !lazy;
                     let max = self.params.max_body;
                     if let Some((txn_id, edus)) = rx.chunk(class, seq, encoding, last, bytes, max)? {
                         let mut shared = self.lock();
                         let total = shared.received_total;
                         shared.implied.insert(seq, total);
                         drop(shared);
-                        self.apply(Arc::clone(inbound), seq, txn_id, edus);
+                        self.apply(Arc::clone(inbound), seq, txn_id, edus, lazy);
                     }
                 }
             }
         }
         if data {
             let mut shared = self.lock();
-            shared.report_due = true;
+            if prompt {
+                shared.report_due = true;
+                wake = true;
+            } else {
+                shared.report_owed = true;
+            }
             shared.last_activity = now;
             shared.receiving = rx.partial.iter().any(Option::is_some);
-            wake = true;
         }
         if wake {
             self.wake.notify_one();
@@ -450,7 +504,16 @@ impl Conn {
         Ok(())
     }
 
-    fn apply(self: &Arc<Self>, inbound: Arc<dyn Inbound>, seq: u64, txn_id: String, edus: Vec<IncomingEdu>) {
+    /// Apply a transaction and queue its ack: a `lazy` one's waits for a message
+    /// that goes anyway (a refusal never waits: the sender must send again).
+    fn apply(
+        self: &Arc<Self>,
+        inbound: Arc<dyn Inbound>,
+        seq: u64,
+        txn_id: String,
+        edus: Vec<IncomingEdu>,
+        lazy: bool,
+    ) {
         self.lock().applying += 1;
         let me = Arc::clone(self);
         tokio::spawn(async move {
@@ -458,13 +521,17 @@ impl Conn {
             let mut shared = me.lock();
             shared.applying -= 1;
             shared.last_activity = Instant::now();
-            shared.control.push(match result {
-                Ok(()) => Frame::Ack(seq),
+            match result {
+                Ok(()) if lazy => {
+                    shared.lazy_control.push(Frame::Ack(seq));
+                    return;
+                }
+                Ok(()) => shared.control.push(Frame::Ack(seq)),
                 Err(e) => {
                     tracing::warn!(peer = %me.params.peer, error = %e, "a transaction from the link was not applied");
-                    Frame::Nack(seq)
+                    shared.control.push(Frame::Nack(seq));
                 }
-            });
+            }
             drop(shared);
             me.wake.notify_one();
         });
@@ -472,7 +539,7 @@ impl Conn {
 
     async fn write_loop(self: Arc<Self>, mut write: OwnedWriteHalf, cipher: Arc<Cipher>) -> Result<(), String> {
         let mut tx = Sending {
-            prev_ms: [0; 3],
+            prev: Default::default(),
             current: Default::default(),
             tables: Default::default(),
             streams: SendStreams::new(Instant::now()),
@@ -490,14 +557,14 @@ impl Conn {
                 let rtt = self.lock().flow.min_rtt().unwrap_or(self.params.rtt);
                 let per = if report_only && !must_send { REPORT_CORK_PER_RTT } else { CORK_PER_RTT };
                 tokio::time::sleep(rtt / per).await;
-                let (mut plain, mut by_class) = self.build(&mut tx)?;
+                let (mut plain, mut by_class, prompt) = self.build(&mut tx)?;
                 if plain.is_empty() && must_send {
                     Frame::Ping.encode(&mut plain);
                     by_class[0] = plain.len();
                 }
                 if !plain.is_empty() {
                     must_send = false;
-                    self.write_message(&mut write, &cipher, &mut tx, &plain, by_class, &mut out).await?;
+                    self.write_message(&mut write, &cipher, &mut tx, &plain, by_class, prompt, &mut out).await?;
                     continue;
                 }
             }
@@ -514,11 +581,12 @@ impl Conn {
                 _ = notified => {}
                 _ = tokio::time::sleep_until(ping_at.into()) => {
                     if Instant::now() >= ping_at {
-                        let mut plain = Vec::new();
-                        self.end_idle_streams(&self.lock(), &mut tx, &mut plain);
+                        // What waited for a message that goes anyway (lazy acks, an
+                        // owed report, ended streams) rides the ping.
+                        let (mut plain, mut by_class, prompt) = self.build(&mut tx)?;
                         Frame::Ping.encode(&mut plain);
-                        let by_class = [plain.len(), 0, 0, 0];
-                        self.write_message(&mut write, &cipher, &mut tx, &plain, by_class, &mut out).await?;
+                        by_class[0] += 1;
+                        self.write_message(&mut write, &cipher, &mut tx, &plain, by_class, prompt, &mut out).await?;
                     }
                 }
                 _ = tokio::time::sleep_until(hangup_at.unwrap_or(ping_at).into()),
@@ -527,6 +595,7 @@ impl Conn {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn write_message(
         &self,
         write: &mut OwnedWriteHalf,
@@ -534,9 +603,12 @@ impl Conn {
         tx: &mut Sending,
         plain: &[u8],
         by_class: [usize; 4],
+        prompt: bool,
         out: &mut Vec<u8>,
     ) -> Result<(), String> {
-        let data = by_class[1..].iter().any(|n| *n > 0);
+        // Only data the far side reports promptly counts in flight: a message of
+        // `lazy` data alone is reported whenever a message goes back anyway.
+        let data = prompt;
         let ct = cipher.encrypt(tx.nonce, plain)?;
         tx.nonce += 1;
         out.clear();
@@ -562,6 +634,7 @@ impl Conn {
             self.stats.sent(Some(class), by_class[class.index() + 1] as u64);
         }
         self.budget.spend(out.len() as u64);
+        tracing::trace!(peer = %self.params.peer, bytes = out.len(), ?by_class, "link message written");
         Ok(())
     }
 
@@ -587,14 +660,18 @@ impl Conn {
     /// message goes into the stream only once that is decided:
     ///
     /// - bulk (feed JSON, which brotli always shrinks) always goes into it;
-    /// - presence and short messages are also written in the compact form (its
-    ///   tables roll back), and compressed alone (a fresh stream, thrown away), which
-    ///   bounds what the stream would give. The smallest of compact, JSON and brotli
-    ///   alone decides; brotli means the stream. Once the stream has taken a message,
-    ///   the next one goes into it too as long as the last one it took came out
-    ///   smaller than its compact form would have been (measured: a warm stream beats
-    ///   the compact form by 10 to 30 % on batches of presence updates, but a cold one
-    ///   loses to it below about 40 updates).
+    /// - presence and short messages are also written in the compact form; one of
+    ///   at most [`SMALL_COMPACT`] bytes goes so; larger ones are
+    ///   compressed alone (a fresh stream, thrown away), which bounds what the stream
+    ///   would give. The smallest of compact, JSON and brotli alone decides; brotli
+    ///   means the stream. Once the stream has taken a message, the next one goes into
+    ///   it too as long as the last one it took came out smaller than its compact form
+    ///   would have been (a warm stream can beat the compact form where messages
+    ///   repeat text the tables do not hold, such as new status messages).
+    ///
+    /// The compact tables take in every such message, whichever form it went in (the
+    /// receiver learns those sent otherwise, [`compact::learn`]): a user first seen in
+    /// a large batch, where the stream won, costs one byte in the next lone change.
     fn choose(
         &self,
         class: Class,
@@ -607,9 +684,11 @@ impl Conn {
         if class == Class::Bulk {
             return Ok((Encoding::Brotli, into_stream(tx)?));
         }
-        let mark = tx.tables[i].mark();
         let mut short = Vec::new();
         compact::encode(edus, &self.params.me, &mut tx.tables[i], &mut short);
+        if short.len() <= SMALL_COMPACT {
+            return Ok((Encoding::Compact, short));
+        }
         if !(tx.streams.live(class) && tx.stream_wins[i]) {
             let mut enc = Encoder::new(class);
             let mut alone = enc.compress(raw).map_err(|e| format!("compress: {e}"))?;
@@ -618,11 +697,9 @@ impl Conn {
                 return Ok((Encoding::Compact, short));
             }
             if raw.len() <= alone.len() {
-                tx.tables[i].rollback(mark);
                 return Ok((Encoding::Json, raw.to_vec()));
             }
         }
-        tx.tables[i].rollback(mark);
         let packed = into_stream(tx)?;
         tx.stream_wins[i] = packed.len() < short.len();
         Ok((Encoding::Brotli, packed))
@@ -650,27 +727,33 @@ impl Conn {
             && shared.writing == 0
             && !shared.receiving
             && !shared.report_due
+            && !shared.report_owed
             && shared.queues.iter().all(|q| q.is_empty())
             && shared.control.is_empty()
+            && shared.lazy_control.is_empty()
             && shared.last_activity.elapsed() >= idle
     }
 
-    /// The plaintext of the next message: control first, then classes in priority,
-    /// within the flow window and the message budget; and how many of its bytes are
-    /// control and each class's (`[control, presence, short, bulk]`).
-    fn build(&self, tx: &mut Sending) -> Result<(Vec<u8>, [usize; 4]), String> {
+    /// The plaintext of the next message: control first (with what waited for a
+    /// message to ride), then classes in priority, within the flow window and the
+    /// message budget; how many of its bytes are control and each class's
+    /// (`[control, presence, short, bulk]`); and whether it holds data the far side
+    /// reports promptly (data not `lazy`).
+    fn build(&self, tx: &mut Sending) -> Result<(Vec<u8>, [usize; 4], bool), String> {
         let mut shared = self.lock();
         let mut plain = Vec::new();
         let mut implied = 0;
-        let control = std::mem::take(&mut shared.control);
+        let mut control = std::mem::take(&mut shared.control);
+        control.append(&mut shared.lazy_control);
         for f in control {
             if let Frame::Ack(seq) | Frame::Nack(seq) = f {
                 implied = implied.max(shared.implied.remove(&seq).unwrap_or(0));
             }
             f.encode(&mut plain);
         }
-        if shared.report_due {
+        if shared.report_due || shared.report_owed {
             shared.report_due = false;
+            shared.report_owed = false;
             // Unless an ack in this message already says as much.
             if implied != shared.received_total {
                 Frame::Received(shared.received_total).encode(&mut plain);
@@ -683,6 +766,7 @@ impl Conn {
         let bulk_ok = !self.budget.exhausted();
         let control_len = plain.len();
         let mut by_class = [control_len, 0, 0, 0];
+        let mut prompt = false;
         for class in Class::ALL {
             if class == Class::Bulk && !bulk_ok {
                 continue;
@@ -690,19 +774,28 @@ impl Conn {
             let i = class.index();
             let class_start = plain.len();
             loop {
-                let room = budget.saturating_sub(plain.len());
-                // Presence is small and never waits for the window: strict priority.
+                // Presence is small and never waits for the window: strict priority. Nor
+                // is it cut to the message budget (that bounds what presence waits
+                // behind), up to [`PRESENCE_MESSAGES`] of it: each cut costs a tag.
+                let cap = if class == Class::Presence { budget * PRESENCE_MESSAGES } else { budget };
+                let room = cap.min(MAX_PLAINTEXT).saturating_sub(plain.len());
                 if room < 16 || (class != Class::Presence && !room_now(&mut shared, plain.len() + 16)) {
                     break;
                 }
                 if tx.current[i].is_none() {
                     let Some(next) = shared.queues[i].pop_front() else { break };
+                    if next.done.is_closed() {
+                        // Nobody waits for it: the sender gave it up for a newer
+                        // transaction that carries what it did. Not yet on the line,
+                        // it costs nothing to drop.
+                        continue;
+                    }
                     let encoded = txn::edus_value(&next.body)
                         .and_then(|v| serde_json::to_vec(&v).map(|raw| (v, raw)).map_err(|e| e.to_string()));
                     let (edus, raw, header) = match encoded {
                         Ok((edus, raw)) => {
                             let mut header = Vec::new();
-                            txn::encode_header(&next.txn_id, &mut tx.prev_ms[i], &mut header);
+                            txn::encode_header(&next.txn_id, &mut tx.prev[i], &mut header);
                             (edus, raw, header)
                         }
                         Err(e) => {
@@ -710,17 +803,26 @@ impl Conn {
                             continue;
                         }
                     };
-                    let pending = Pending { class, sent_at: Instant::now(), done: next.done, end: None };
-                    shared.pending.insert(next.seq, pending);
-                    shared.writing += 1;
-                    let mut cur = Current { seq: next.seq, encoding: Encoding::Brotli, buf: header, raw, raw_off: 0 };
+                    let mut cur = Current {
+                        seq: next.seq,
+                        encoding: Encoding::Brotli,
+                        lazy: false,
+                        buf: header,
+                        raw,
+                        raw_off: 0,
+                    };
                     if cur.raw.len() <= if class == Class::Bulk { WHOLE } else { WHOLE_SHORT } {
                         let (encoding, body) = self.choose(class, &edus, &cur.raw, tx)?;
                         cur.encoding = encoding;
+                        cur.lazy = next.replaced && class == Class::Presence && body.len() <= LAZY_BODY;
                         cur.buf.extend(body);
                         cur.raw_off = cur.raw.len();
                     }
                     // Otherwise compressed into the stream piece by piece as it leaves.
+                    let pending =
+                        Pending { class, sent_at: Instant::now(), lazy: cur.lazy, done: next.done, end: None };
+                    shared.pending.insert(next.seq, pending);
+                    shared.writing += 1;
                     tx.current[i] = Some(cur);
                 }
                 let Some(cur) = tx.current[i].as_mut() else { break };
@@ -737,7 +839,9 @@ impl Conn {
                 if take == 0 && !last {
                     break;
                 }
-                Frame::Data { class, seq: cur.seq, encoding: cur.encoding, last, bytes: &cur.buf[..take] }
+                let lazy = cur.lazy;
+                prompt |= !lazy;
+                Frame::Data { class, seq: cur.seq, encoding: cur.encoding, last, lazy, bytes: &cur.buf[..take] }
                     .encode(&mut plain);
                 cur.buf.drain(..take);
                 tx.streams.wrote(class, Instant::now());
@@ -752,13 +856,13 @@ impl Conn {
             }
             by_class[i + 1] = plain.len() - class_start;
         }
-        Ok((plain, by_class))
+        Ok((plain, by_class, prompt))
     }
 }
 
 /// The writer's own state.
 struct Sending {
-    prev_ms: [u64; 3],
+    prev: [txn::Previous; 3],
     current: [Option<Current>; 3],
     /// The compact encoding's tables, per class.
     tables: [compact::Table; 3],
@@ -777,6 +881,8 @@ struct Current {
     seq: u64,
     /// How its body is written.
     encoding: Encoding,
+    /// Its ack may wait for a message that goes anyway (the module's doc).
+    lazy: bool,
     /// Encoded bytes not yet written (header, then compressed body).
     buf: Vec<u8>,
     raw: Vec<u8>,
@@ -785,7 +891,7 @@ struct Current {
 
 /// The reader's own state.
 struct Receiving {
-    prev_ms: [u64; 3],
+    prev: [txn::Previous; 3],
     partial: [Option<(u64, Vec<u8>)>; 3],
     /// The compact encoding's tables, per class (as the sender's).
     tables: [compact::Table; 3],
@@ -797,6 +903,18 @@ struct Receiving {
 }
 
 impl Receiving {
+    /// A message of `class` that came whole in another form than the compact one: the
+    /// sender's table took in its compact encoding ([`Conn::choose`]), so ours does.
+    /// Bulk, and messages too large to be chosen whole, were never encoded compact.
+    fn learn(&mut self, class: Class, raw: &[u8]) {
+        if class == Class::Bulk || raw.len() > WHOLE_SHORT {
+            return;
+        }
+        if let Ok(value) = serde_json::from_slice::<serde_json::Value>(raw) {
+            compact::learn(&value, &self.origin, &mut self.tables[class.index()]);
+        }
+    }
+
     /// The peer dropped its brotli context of `class`: drop ours. Never inside a
     /// message of the class (its sender ends a stream only between messages).
     fn end(&mut self, class: Class) -> Result<(), String> {
@@ -832,14 +950,18 @@ impl Receiving {
             return Ok(None);
         }
         let (_, buf) = self.partial[i].take().unwrap_or_default();
-        let (txn_id, header_len) = txn::decode_header(&buf, &mut self.prev_ms[i]).map_err(|e| e.to_string())?;
+        let (txn_id, header_len) = txn::decode_header(&buf, &mut self.prev[i]).map_err(|e| e.to_string())?;
         let body = &buf[header_len..];
         let edus = match encoding {
             Encoding::Brotli => {
                 let raw = self.streams.decompress(class, body, max).map_err(|e| format!("decompress: {e}"))?;
+                self.learn(class, &raw);
                 txn::decode_body(&raw)?
             }
-            Encoding::Json => txn::decode_body(body)?,
+            Encoding::Json => {
+                self.learn(class, body);
+                txn::decode_body(body)?
+            }
             Encoding::Compact => {
                 let value = compact::decode(body, &self.origin, &mut self.tables[i], max)
                     .map_err(|e| format!("compact: {e}"))?;
@@ -847,5 +969,165 @@ impl Receiving {
             }
         };
         Ok(Some((txn_id, edus)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::*;
+
+    /// Records what arrives.
+    #[derive(Debug, Default)]
+    struct Recorder {
+        txns: Mutex<Vec<String>>,
+        arrived: Notify,
+    }
+
+    impl Inbound for Recorder {
+        fn heard(&self, _: &str) {}
+
+        fn receive<'a>(&'a self, _: &'a str, txn_id: String, _: Vec<IncomingEdu>) -> BoxFuture<'a, Result<(), String>> {
+            Box::pin(async move {
+                self.txns.lock().unwrap_or_else(|p| p.into_inner()).push(txn_id);
+                self.arrived.notify_waiters();
+                Ok(())
+            })
+        }
+    }
+
+    impl Recorder {
+        async fn wait_for(&self, n: usize) {
+            loop {
+                let arrived = self.arrived.notified();
+                if self.txns.lock().unwrap_or_else(|p| p.into_inner()).len() >= n {
+                    return;
+                }
+                let _ = tokio::time::timeout(Duration::from_millis(50), arrived).await;
+            }
+        }
+    }
+
+    struct Pair {
+        a: Arc<Conn>,
+        b_inbound: Arc<Recorder>,
+        b_stats: Arc<LinkStats>,
+        started: Instant,
+    }
+
+    /// `a` dialed `b` over loopback; `b` pings after `ping_after` without writing.
+    async fn pair(ping_after: Duration) -> Pair {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (dialed, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        let (i2r, r2i) = ([1u8; 32], [2u8; 32]);
+        let params = |peer: &str, me: &str, dialed_by_us: bool| ConnParams {
+            peer: peer.into(),
+            me: me.into(),
+            dialed_by_us,
+            max_body: 1 << 20,
+            ping_after,
+            dead_after: Duration::from_secs(120),
+            idle_hangup: None,
+            rtt: Duration::from_millis(10),
+            confirmed: true,
+        };
+        let budget = Arc::new(Budget::new(0));
+        let b_inbound = Arc::new(Recorder::default());
+        let b_stats = Arc::new(LinkStats::default());
+        let started = Instant::now();
+        let a = Conn::start(
+            dialed.expect("connect"),
+            Cipher::initiator(&i2r, &r2i),
+            params("b.test", "a.test", true),
+            Arc::new(Recorder::default()),
+            Arc::new(LinkStats::default()),
+            Arc::clone(&budget),
+            None,
+        );
+        Conn::start(
+            accepted.expect("accept").0,
+            Cipher::responder(&i2r, &r2i),
+            params("a.test", "b.test", false),
+            Arc::clone(&b_inbound) as Arc<dyn Inbound>,
+            Arc::clone(&b_stats),
+            budget,
+            None,
+        );
+        Pair { a, b_inbound, b_stats, started }
+    }
+
+    fn body(edu_type: &str, content: serde_json::Value) -> String {
+        serde_json::json!({"origin": "a.test", "origin_server_ts": 1, "pdus": [],
+            "edus": [{"edu_type": edu_type, "content": content}]})
+        .to_string()
+    }
+
+    fn lone_change() -> String {
+        body("m.presence", serde_json::json!({"push": [{"user_id": "@u:a.test", "presence": "online"}]}))
+    }
+
+    /// One message of only control frames is under 18 + 6 bytes; two are 36 or more.
+    const ONE_MESSAGE: u64 = 1 + TAG_LEN as u64 + 6;
+
+    #[tokio::test]
+    async fn a_lone_replaceable_change_is_acknowledged_by_the_next_ping() {
+        let ping_after = Duration::from_millis(800);
+        let p = pair(ping_after).await;
+        let acked = p.a.send(Class::Presence, "1764590000000.00000001", &lone_change(), true);
+        p.b_inbound.wait_for(1).await;
+        let acked = acked.await.expect("answered").expect("acknowledged");
+        assert_eq!(acked, Acked { lazily: true });
+        // b wrote nothing before its ping, and the ping carried the ack and the report.
+        assert!(p.started.elapsed() >= ping_after, "acked after {:?}", p.started.elapsed());
+        let sent = p.b_stats.bytes_sent.load(Ordering::Relaxed);
+        assert!(sent <= ONE_MESSAGE, "b wrote {sent} bytes");
+    }
+
+    #[tokio::test]
+    async fn a_transaction_given_up_before_it_left_is_not_sent() {
+        let p = pair(Duration::from_secs(600)).await;
+        // The sender replaced it at once (its receiver dropped) before the writer ran.
+        drop(p.a.send(Class::Presence, "1764590000000.00000001", &lone_change(), true));
+        let newer = p.a.send(Class::Presence, "1764590000001.00000002", &lone_change(), true);
+        p.b_inbound.wait_for(1).await;
+        // In order within the class: had the first gone, it would have come first.
+        let got = p.b_inbound.txns.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        assert_eq!(got, ["1764590000001.00000002"]);
+        drop(newer);
+    }
+
+    #[tokio::test]
+    async fn a_lazy_ack_rides_the_next_message_and_others_go_at_once() {
+        let p = pair(Duration::from_secs(600)).await;
+        // Not replaced by the sender: acknowledged at once, not lazily.
+        let first = p.a.send(Class::Presence, "1764590000000.00000001", &lone_change(), false);
+        assert_eq!(first.await.expect("answered").expect("acknowledged"), Acked { lazily: false });
+        let after_first = p.b_stats.bytes_sent.load(Ordering::Relaxed);
+        assert!(after_first <= ONE_MESSAGE, "b wrote {after_first} bytes");
+        // Replaceable and small: its ack waits; a consent EDU's ack goes at once and
+        // takes it along, in one message.
+        let lazy = p.a.send(Class::Presence, "1764590000001.00000002", &lone_change(), true);
+        p.b_inbound.wait_for(2).await;
+        let answer = body("tidings.presence_answer", serde_json::json!({"watcher": "@w:b.test", "allow": true}));
+        let prompt = p.a.send(Class::Short, "1764590000002.00000003", &answer, false);
+        assert_eq!(prompt.await.expect("answered").expect("acknowledged"), Acked { lazily: false });
+        assert_eq!(lazy.await.expect("answered").expect("acknowledged"), Acked { lazily: true });
+        let second = p.b_stats.bytes_sent.load(Ordering::Relaxed) - after_first;
+        assert!(second <= ONE_MESSAGE, "b wrote {second} bytes for both acks");
+        // A large replaceable batch is not lazy: resending it would cost more than an ack.
+        let pushes: Vec<_> =
+            (0..20).map(|i| serde_json::json!({"user_id": format!("@u{i}:a.test"), "presence": "online"})).collect();
+        let batch = p.a.send(
+            Class::Presence,
+            "1764590000003.00000004",
+            &body("m.presence", serde_json::json!({"push": pushes})),
+            true,
+        );
+        assert_eq!(batch.await.expect("answered").expect("acknowledged"), Acked { lazily: false });
     }
 }

@@ -24,7 +24,7 @@ use super::frame::{self, Class};
 use super::key::LinkKey;
 use super::noise::{self, Initiator, MSG1_LEN, MSG2_LEN, ReplayGuard};
 use super::resume::{self, Hello, RESUME_LEN, Secret, Tickets};
-use super::session::{Conn, ConnParams, Inbound, LinkStats};
+use super::session::{Acked, Conn, ConnParams, Inbound, LinkStats};
 use crate::config::{FederationConfig, PeerConfig};
 use crate::keyring::Keyring;
 use crate::peer::{Peer, PeerStats};
@@ -614,8 +614,9 @@ impl Links {
         super::flow::txn_bytes(peer.rate.load(Ordering::Relaxed) as f64)
     }
 
-    /// Deliver `txn` to the linked `peer`.
-    async fn deliver(&self, peer: &LinkPeer, txn: &StoredTxn) -> Delivery {
+    /// Deliver `txn` to the linked `peer`; `replaced`: the sender replaces it when
+    /// something newer is due (its ack may wait, [`Conn::send`]).
+    async fn deliver(&self, peer: &LinkPeer, txn: &StoredTxn, replaced: bool) -> Delivery {
         let class = class_of(txn);
         let fail = |e: String| Delivery { result: Err(e), traffic: Traffic::default(), rtt_ms: None };
         if class == Class::Bulk && self.budget.exhausted() {
@@ -635,7 +636,7 @@ impl Links {
             Err(e) => return fail(e),
         };
         let started = Instant::now();
-        let result = conn.send(class, &txn.txn_id, &txn.body).await.unwrap_or_else(|_| {
+        let result = conn.send(class, &txn.txn_id, &txn.body, replaced).await.unwrap_or_else(|_| {
             // A resumed call that never heard the peer was refused (its restart, a
             // used ticket): no hang-up crossed this, the retry calls again at once.
             if sessions && conn.confirmed() {
@@ -643,8 +644,9 @@ impl Links {
             }
             Err("the link connection ended before the peer acknowledged".into())
         });
-        let rtt_ms = result.is_ok().then(|| started.elapsed().as_millis() as u64);
-        Delivery { result, traffic: Traffic::default(), rtt_ms }
+        // A lazy ack waited for a message that went anyway: no round trip of the line.
+        let rtt_ms = matches!(result, Ok(Acked { lazily: false })).then(|| started.elapsed().as_millis() as u64);
+        Delivery { result: result.map(|_| ()), traffic: Traffic::default(), rtt_ms }
     }
 }
 
@@ -680,11 +682,11 @@ impl LinkTransport {
 }
 
 impl Transport for LinkTransport {
-    fn deliver<'a>(&'a self, peer: &'a PeerConfig, txn: &'a StoredTxn) -> BoxFuture<'a, Delivery> {
+    fn deliver<'a>(&'a self, peer: &'a PeerConfig, txn: &'a StoredTxn, replaceable: bool) -> BoxFuture<'a, Delivery> {
         Box::pin(async move {
             match self.links.peers.get(&peer.server_name) {
-                Some(p) => self.links.deliver(p, txn).await,
-                None => self.other.deliver(peer, txn).await,
+                Some(p) => self.links.deliver(p, txn, replaceable && self.replaces(peer)).await,
+                None => self.other.deliver(peer, txn, replaceable).await,
             }
         })
     }

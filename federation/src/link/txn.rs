@@ -4,9 +4,11 @@
 //! (`origin_server_ts`, `pdus`) is not sent.
 //!
 //! A message is `header || body`. The header is kept out of the compressor (it is
-//! data, not text): `0x00, zigzag varint (ms - previous ms of this class), u32 BE`
-//! for a txnId of Tidings' form `<ms>.<8 hex digits>`, or `0x01, varint len, bytes`
-//! for any other. The body is the EDUs as a JSON array of `[edu_type, content]` pairs,
+//! data, not text): for a txnId of Tidings' form `<ms>.<8 hex digits>`, `0x00`, then
+//! the differences from the previous such txnId of the class on the connection as
+//! zigzag varints: the ms, then the 8 hex digits as a wrapping 32-bit number (core
+//! counts them up from a random start, so a txnId a minute after the last costs 4 or 5
+//! bytes); `0x01, varint len, bytes` for any other. The body is the EDUs as a JSON array of `[edu_type, content]` pairs,
 //! compressed in the class's context.
 
 use serde_json::Value;
@@ -14,13 +16,21 @@ use tidings_core::exchange::IncomingEdu;
 
 use super::frame::{FrameError, get_varint, put_varint};
 
-/// The header of `txn_id`, given the previous ms of its class (updated).
-pub fn encode_header(txn_id: &str, prev_ms: &mut u64, out: &mut Vec<u8>) {
+/// The last compact txnId of a class on a connection, which the next one's header
+/// is written against (both ends keep one per direction and class).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Previous {
+    ms: u64,
+    suffix: u32,
+}
+
+/// The header of `txn_id`, given the previous txnId of its class (updated).
+pub fn encode_header(txn_id: &str, prev: &mut Previous, out: &mut Vec<u8>) {
     if let Some((ms, suffix)) = compact_id(txn_id) {
         out.push(0x00);
-        put_varint(out, zigzag(ms as i64 - *prev_ms as i64));
-        out.extend_from_slice(&suffix.to_be_bytes());
-        *prev_ms = ms;
+        put_varint(out, zigzag(ms as i64 - prev.ms as i64));
+        put_varint(out, zigzag(i64::from(suffix.wrapping_sub(prev.suffix) as i32)));
+        *prev = Previous { ms, suffix };
     } else {
         out.push(0x01);
         put_varint(out, txn_id.len() as u64);
@@ -29,16 +39,19 @@ pub fn encode_header(txn_id: &str, prev_ms: &mut u64, out: &mut Vec<u8>) {
 }
 
 /// Read a header at the start of `buf`: the txnId and the header's length.
-pub fn decode_header(buf: &[u8], prev_ms: &mut u64) -> Result<(String, usize), FrameError> {
+pub fn decode_header(buf: &[u8], prev: &mut Previous) -> Result<(String, usize), FrameError> {
     let mut pos = 1;
     match buf.first() {
         Some(0x00) => {
             let delta = unzigzag(get_varint(buf, &mut pos)?);
-            let ms = (*prev_ms as i64).checked_add(delta).filter(|m| *m >= 0).ok_or(FrameError("bad txn time"))?;
-            let suffix = buf.get(pos..pos + 4).ok_or(FrameError("truncated txn header"))?;
-            let suffix = u32::from_be_bytes([suffix[0], suffix[1], suffix[2], suffix[3]]);
-            *prev_ms = ms as u64;
-            Ok((format!("{ms}.{suffix:08x}"), pos + 4))
+            let ms = (prev.ms as i64)
+                .checked_add(delta)
+                .filter(|m| (0..1 << 53).contains(m))
+                .ok_or(FrameError("bad txn time"))?;
+            let step = i32::try_from(unzigzag(get_varint(buf, &mut pos)?)).map_err(|_| FrameError("bad txn suffix"))?;
+            let suffix = prev.suffix.wrapping_add(step as u32);
+            *prev = Previous { ms: ms as u64, suffix };
+            Ok((format!("{ms}.{suffix:08x}"), pos))
         }
         Some(0x01) => {
             let len = get_varint(buf, &mut pos)? as usize;
@@ -113,17 +126,27 @@ mod tests {
 
     #[test]
     fn txn_ids_round_trip_compactly_and_literally() {
-        let (mut tx, mut rx) = (0, 0);
-        for id in ["1764590000123.0a1b2c3d", "1764590010456.ffffffff", "odd-id", "1764590000000.00000001"] {
+        let (mut tx, mut rx) = (Previous::default(), Previous::default());
+        for id in [
+            "1764590000123.0a1b2c3d",
+            "1764590010456.ffffffff",
+            "odd-id",
+            "1764590000000.00000001",
+            "1764590000000.80000001",
+            "1764590000001.00000000",
+        ] {
             let mut out = Vec::new();
             encode_header(id, &mut tx, &mut out);
             let (back, len) = decode_header(&out, &mut rx).expect("decodes");
             assert_eq!((back.as_str(), len), (id, out.len()));
         }
         let mut out = Vec::new();
-        let mut prev = 1_764_590_000_000;
+        let mut prev = Previous { ms: 1_764_590_000_000, suffix: 0x1234_5670 };
         encode_header("1764590010000.12345678", &mut prev, &mut out);
-        assert_eq!(out.len(), 1 + 3 + 4, "ten seconds later costs a 3-byte delta");
+        assert_eq!(out.len(), 1 + 3 + 1, "ten seconds and 8 txnIds later: 3 + 1 bytes of differences");
+        for bad in [&[0x00, 0x01, 0x00][..], &[0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0x7f], &[0x00, 0x02]] {
+            assert!(decode_header(bad, &mut Previous::default()).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -163,6 +163,10 @@ pub struct Exchange {
     /// One transaction of an origin applied at a time, so a retry racing its
     /// original is seen as a replay.
     receiving: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// The 8 hex digits of the next txnId: counted up from a random start. With the
+    /// gather's ms they keep txnIds unique, across restarts too (a new random start),
+    /// and consecutive ones differ by little, which the link writes in a byte.
+    next_suffix: std::sync::atomic::AtomicU32,
 }
 
 impl Exchange {
@@ -188,6 +192,7 @@ impl Exchange {
             families,
             by_type,
             receiving: Mutex::new(HashMap::new()),
+            next_suffix: std::sync::atomic::AtomicU32::new(rand::thread_rng().r#gen()),
         }
     }
 
@@ -333,7 +338,7 @@ impl Exchange {
             return result.map(|()| Gathered { txn: None, more: left, replaceable: false });
         }
         let now = self.clock.now_ms();
-        let suffix: u32 = rand::thread_rng().r#gen();
+        let suffix = self.next_suffix.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let body = json!({ "origin": self.server_name, "origin_server_ts": now, "pdus": [], "edus": batch.edus });
         let txn = StoredTxn {
             txn_id: format!("{now}.{suffix:08x}"),

@@ -128,10 +128,9 @@ impl Link {
     async fn transaction(&self, class: Class, edus: &serde_json::Value, chunk: usize) -> Result<(), String> {
         let seq = self.next_seq.fetch_add(1, Ordering::SeqCst);
         let acks = self.acks.load(Ordering::SeqCst);
-        let mut prev = 0;
+        // A literal txnId: its header does not depend on the class's previous one.
         let mut body = Vec::new();
-        let id = format!("{}.{:08x}", 1_764_590_000_000u64 + seq, seq);
-        txn::encode_header(&id, &mut prev, &mut body);
+        txn::encode_header(&format!("link-memory-{seq}"), &mut txn::Previous::default(), &mut body);
         let raw = serde_json::to_vec(edus).map_err(|e| e.to_string())?;
         let mut enc = Encoder::new(class);
         body.extend(enc.compress(&raw).map_err(|e| e.to_string())?);
@@ -140,7 +139,7 @@ impl Link {
         for (i, piece) in pieces.iter().enumerate() {
             let mut plain = Vec::new();
             let last = i + 1 == pieces.len();
-            Frame::Data { class, seq, encoding: Encoding::Brotli, last, bytes: piece }.encode(&mut plain);
+            Frame::Data { class, seq, encoding: Encoding::Brotli, last, lazy: false, bytes: piece }.encode(&mut plain);
             self.send(&plain).await?;
         }
         let deadline = Instant::now() + Duration::from_secs(120);
