@@ -9,7 +9,8 @@
 //! a presence change and a feed item (`fetch = "peers"`) cross it, and not one byte
 //! reaches either peer's HTTP url; a wrong pinned key gets nothing across (every call
 //! is refused, nothing is answered on the lines, the watch request never arrives);
-//! a malformed `link_key` stops `tidings serve` with a message naming the peer.
+//! a malformed `link_key` stops `tidings serve` with a message naming the peer;
+//! `tidings link-key` before the first start creates the server's key file once.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -303,4 +304,34 @@ async fn a_malformed_link_key_stops_serve_naming_the_peer() {
     let e = TestServer::try_start(opts).await.expect_err("a malformed link_key must stop start-up");
     assert!(e.status.is_some_and(|s| !s.success()), "a non-zero exit: {e}");
     assert!(e.log.contains("link_key of beta.test"), "the message names the key and the peer: {e}");
+}
+
+#[tokio::test]
+async fn link_key_creates_the_key_once_as_serve_would() {
+    let dir = tempfile::Builder::new().prefix("tidings-link-key-").tempdir().expect("a temporary directory");
+    let config = dir.path().join("tidings.toml");
+    std::fs::write(&config, "server_name = \"alpha.test\"\ndata_dir = \"data\"\n").expect("write the config");
+    let run = || async {
+        let out = tokio::process::Command::new(tidings_sytest::tidings_bin())
+            .args([std::ffi::OsStr::new("link-key"), std::ffi::OsStr::new("--config"), config.as_os_str()])
+            .env_remove("TIDINGS_CONFIG")
+            .output()
+            .await
+            .expect("run tidings link-key");
+        assert!(out.status.success(), "tidings link-key: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let first = run().await;
+    // The data directory is the config's (relative paths resolve against its file),
+    // the key file is the server's, private, and the printed key is its public half.
+    let key_file = dir.path().join("data").join("link.key");
+    let meta = std::fs::metadata(&key_file).expect("link-key created data/link.key");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600, "the key file is private");
+    }
+    let kept = tidings_federation::link::LinkKey::load_or_create(&dir.path().join("data")).expect("read the key file");
+    assert_eq!(kept.public_base64(), first, "the printed key is the file's public half, unpadded base64");
+    assert_eq!(run().await, first, "the same key on every call: it is created once");
 }
