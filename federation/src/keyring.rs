@@ -75,6 +75,9 @@ pub struct Keyring {
     peers: Mutex<HashMap<String, PeerEntry>>,
     /// One fetch at a time per server; later askers wait and read the cache.
     fetching: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Link keys pinned by the configuration (`link_key`): they replace the key
+    /// document's for those peers, which is then never fetched for the link.
+    pinned_link_keys: HashMap<String, [u8; 32]>,
 }
 
 impl Keyring {
@@ -90,7 +93,26 @@ impl Keyring {
     /// A keyring that fetches with `http` (the federation's own client, so key fetches
     /// are TLS-verified exactly as transactions are), 10 s per fetch.
     pub fn with_client(http: reqwest::Client, clock: SharedClock) -> Self {
-        Self { http, clock, peers: Mutex::new(HashMap::new()), fetching: Mutex::new(HashMap::new()) }
+        Self {
+            http,
+            clock,
+            peers: Mutex::new(HashMap::new()),
+            fetching: Mutex::new(HashMap::new()),
+            pinned_link_keys: HashMap::new(),
+        }
+    }
+
+    /// This keyring, with the link keys of `pins` (server name → key) pinned: for
+    /// those peers [`Keyring::cached_link_key`] and [`Keyring::fetch_link_key`] answer
+    /// the pinned key, never expire it and never fetch (a site reached only by the line).
+    pub fn with_pinned_link_keys(mut self, pins: impl IntoIterator<Item = (String, [u8; 32])>) -> Self {
+        self.pinned_link_keys.extend(pins);
+        self
+    }
+
+    /// The link key the configuration pinned for `server_name`, if any.
+    pub fn pinned_link_key(&self, server_name: &str) -> Option<[u8; 32]> {
+        self.pinned_link_keys.get(server_name).copied()
     }
 
     /// The clock this keyring reads.
@@ -276,8 +298,12 @@ impl Keyring {
         verify_key_response(server_name, &body, self.clock.now_ms())
     }
 
-    /// The link key `server_name` publishes in its (cached, unexpired) key document.
+    /// The link key `server_name` publishes in its (cached, unexpired) key document,
+    /// or the one pinned for it.
     pub fn cached_link_key(&self, server_name: &str) -> Option<[u8; 32]> {
+        if let Some(pinned) = self.pinned_link_key(server_name) {
+            return Some(pinned);
+        }
         let now = self.clock.now_ms();
         let peers = self.peers();
         let keys = peers.get(server_name)?.keys.as_ref()?;
@@ -289,8 +315,12 @@ impl Keyring {
 
     /// Fetch `server_name`'s key document now, whatever the fetch rule says, and
     /// return its link key. For the link's own dialer and key refresh only, which
-    /// back off on their own; never on behalf of a request from outside.
+    /// back off on their own; never on behalf of a request from outside. A pinned
+    /// key is answered without fetching anything.
     pub async fn fetch_link_key(&self, server_name: &str, peer_url: &str) -> Result<[u8; 32], String> {
+        if let Some(pinned) = self.pinned_link_key(server_name) {
+            return Ok(pinned);
+        }
         let gate = self.fetch_gate(server_name);
         let _fetching = gate.lock().await;
         let keys = self.fetch(server_name, peer_url).await?;
@@ -713,5 +743,35 @@ mod tests {
         extra.sign_json("notary.test", &mut object2).expect("sign");
         let body: serde_json::Value = CanonicalJsonValue::Object(object2).into();
         assert!(verify_key_response("beta.test", &body, START_MS).is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_pinned_link_key_wins_and_is_never_fetched() {
+        let key = ServerKey::from_seed(&[4u8; 32], "k1".to_owned()).expect("key");
+        let (peer, clock, ring) = setup(&key, "beta.test");
+        let published = crate::link::LinkKey::from_secret([5u8; 32]);
+        *peer.response.lock().expect("lock") = key.server_keys_response_with(
+            "beta.test",
+            START_MS,
+            VALIDITY_MS,
+            &[(crate::link::key::LINK_KEY_FIELD, published.public_base64())],
+        );
+        let url = serve(peer.clone()).await;
+        let pinned = [9u8; 32];
+        let ring = ring.with_pinned_link_keys([("beta.test".to_owned(), pinned)]);
+
+        assert_eq!(ring.pinned_link_key("beta.test"), Some(pinned));
+        assert_eq!(ring.cached_link_key("beta.test"), Some(pinned));
+        assert_eq!(ring.fetch_link_key("beta.test", &url).await, Ok(pinned));
+        // Long past any document's validity: still the pin, still no fetch.
+        clock.advance(10 * VALIDITY_MS);
+        assert_eq!(ring.cached_link_key("beta.test"), Some(pinned));
+        assert_eq!(ring.fetch_link_key("beta.test", &url).await, Ok(pinned));
+        assert_eq!(peer.hits.load(Ordering::SeqCst), 0, "the key document was never asked for");
+
+        // A peer without a pin is still asked (here: a document for another name, refused).
+        assert_eq!(ring.pinned_link_key("gamma.test"), None);
+        assert!(ring.fetch_link_key("gamma.test", &url).await.is_err());
+        assert_eq!(peer.hits.load(Ordering::SeqCst), 1, "an unpinned peer's document is fetched");
     }
 }

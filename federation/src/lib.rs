@@ -85,7 +85,8 @@ impl Federation {
 
     /// Federation for `core` with links: peers with `link` set are reached over the
     /// link ([`link::LinkTransport`]), the others over HTTP. `link_key` is published in
-    /// the key document either way, so peers can dial this server.
+    /// the key document either way, so peers can dial this server. A peer's
+    /// `link_key`, when set, is pinned: its key document is never fetched for the link.
     pub fn with_links(
         core: Core,
         key: ServerKey,
@@ -99,7 +100,14 @@ impl Federation {
         let over_http: Arc<dyn Transport> =
             Arc::new(http::HttpTransport::new(http.clone(), Arc::clone(&key), &core.server_name));
         let peers = Self::peer_map(config);
-        let keyring = Arc::new(Keyring::with_client(http, Arc::clone(&core.clock)));
+        // Peers whose link key the configuration pins are never asked for it.
+        let mut pins = Vec::new();
+        for p in &config.peers {
+            if let Some(pinned) = p.pinned_link_key()? {
+                pins.push((p.server_name.clone(), pinned));
+            }
+        }
+        let keyring = Arc::new(Keyring::with_client(http, Arc::clone(&core.clock)).with_pinned_link_keys(pins));
         let link_key = Arc::new(link_key);
         let inbound = Arc::new(link::transport::LinkInbound {
             exchange: Arc::clone(&core.exchange),

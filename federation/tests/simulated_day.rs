@@ -115,7 +115,12 @@ async fn site(name: &str, peer: &str, clock: SharedClock, seed: u8) -> Site {
         short_watchdog_ms: SHORT_MS,
         long_watchdog_ms: LONG_MS,
         ca_file: None,
-        peers: vec![PeerConfig { server_name: peer.to_owned(), url: format!("http://{peer}:8008"), link: None }],
+        peers: vec![PeerConfig {
+            server_name: peer.to_owned(),
+            url: format!("http://{peer}:8008"),
+            link: None,
+            link_key: None,
+        }],
     };
     let federation =
         Federation::with_transport(core.clone(), key, &config, 1 << 20, reqwest::Client::new(), Arc::clone(&wire) as _);

@@ -1,10 +1,12 @@
 //! `tidings`: the Tidings homeserver. `tidings serve` runs it; `tidings create-user`
-//! adds an account. See README.md and spec/ for what it does and why.
+//! adds an account; `tidings link-key` prints the link's public key for the peers'
+//! `link_key`. See README.md and spec/ for what it does and why.
 
 mod admin;
 mod bodies;
 mod config;
 mod create_user;
+mod link_key;
 mod listener;
 mod serve;
 mod tls;
@@ -41,6 +43,13 @@ enum Command {
     },
     /// Create an account straight in the database (also while the server runs).
     CreateUser(CreateUserArgs),
+    /// Print this server's link public key (creating the key as `serve` would), for
+    /// the `link_key` of this server's entry in a peer's configuration.
+    LinkKey {
+        /// Configuration file (TOML) of the server. Default: $TIDINGS_CONFIG, else built-in defaults.
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -81,6 +90,10 @@ fn main() -> ExitCode {
             };
             let user = create_user::create_user(&config, &args.user, source, args.admin)?;
             println!("created {user}{}", if args.admin { " (admin)" } else { "" });
+            Ok(())
+        }),
+        Command::LinkKey { config } => Config::load(Config::resolve_path(config).as_deref()).and_then(|config| {
+            println!("{}", link_key::public_link_key(&config)?);
             Ok(())
         }),
     };

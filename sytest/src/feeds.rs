@@ -29,3 +29,13 @@ pub async fn my_feed(s: &Session, feed_id: &str) -> Value {
         .and_then(|f| f.iter().find(|f| f["feed_id"] == json!(feed_id)).cloned())
         .unwrap_or(Value::Null)
 }
+
+/// The titles of every feed item in one `/sync` answer (`tidings.feeds`), all feeds.
+pub fn synced_titles(sync: &Value) -> Vec<String> {
+    let Some(feeds) = sync["tidings.feeds"].as_object() else { return Vec::new() };
+    feeds
+        .values()
+        .flat_map(|f| f["items"].as_array().cloned().unwrap_or_default())
+        .filter_map(|i| i["title"].as_str().map(str::to_owned))
+        .collect()
+}

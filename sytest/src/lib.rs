@@ -32,6 +32,7 @@ pub mod bench;
 mod binary;
 mod client;
 mod config;
+pub mod consent;
 pub mod feeds;
 pub mod line;
 pub mod origin;

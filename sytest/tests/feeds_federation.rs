@@ -12,7 +12,7 @@
 
 use std::time::{Duration, Instant};
 
-use tidings_sytest::feeds::subscribe;
+use tidings_sytest::feeds::{subscribe, synced_titles as synced};
 use tidings_sytest::origin::FeedOrigin;
 use tidings_sytest::{Method, ServerOptions, Session, Syncer, TestServer, Value, encode_component, eventually, json};
 
@@ -26,16 +26,6 @@ fn site(name: &str, extra: &str) -> ServerOptions {
         "[feeds]\nmin_interval_ms = {INTERVAL_MS}\nmax_interval_ms = {INTERVAL_MS}\nallow_private_addresses = true\n\
          mirror_silence_ms = 3000\nalive_interval_ms = 1000\nhost_spacing_ms = 100\n{extra}"
     ))
-}
-
-/// The titles of every feed item in one sync answer.
-fn synced(sync: &Value) -> Vec<String> {
-    let Some(feeds) = sync["tidings.feeds"].as_object() else { return Vec::new() };
-    feeds
-        .values()
-        .flat_map(|f| f["items"].as_array().cloned().unwrap_or_default())
-        .filter_map(|i| i["title"].as_str().map(str::to_owned))
-        .collect()
 }
 
 /// The caller's one feed as `GET /feeds` lists it.

@@ -340,8 +340,12 @@ impl Links {
 
     /// Learn the peer's link key (so its calls can be answered) before anything is
     /// sent, retrying with backoff until its key document answers, and again before
-    /// the cached document expires.
+    /// the cached document expires. Nothing to learn when the configuration pins it.
     async fn learn_key(self: Arc<Self>, peer: Arc<LinkPeer>) {
+        if self.keyring.pinned_link_key(&peer.name).is_some() {
+            // The configuration gave it (`link_key`): the peer's url is never asked.
+            return;
+        }
         let mut backoff = DIAL_BACKOFF.0;
         loop {
             if self.keyring.cached_link_key(&peer.name).is_some() {
