@@ -60,8 +60,9 @@ impl Sender {
             if !look_now {
                 exchange.outbound().ready(&dest, self.lane).await;
             }
-            // A line that calls gathers only when it is time to call (or a call is up).
-            self.transport.hold(&peer.config, self.lane, exchange.outbound()).await;
+            // A line that calls gathers only when it is time to call (or a call is up),
+            // and keeps the call up until this iteration delivered what it gathered.
+            let _call = self.transport.hold(&peer.config, self.lane, exchange.outbound()).await;
             let max_bytes = self.transport.txn_bytes(&peer.config, self.lane);
             match exchange.next_transaction(&dest, self.lane, max_bytes).await {
                 Ok(gathered) => {

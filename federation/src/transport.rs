@@ -67,9 +67,31 @@ pub trait Transport: Send + Sync + std::fmt::Debug {
     /// Wait, before the next transaction of `lane` is gathered for `peer`, until the
     /// line should carry it: a line that calls holds it until the oldest thing waiting
     /// ([`Outbound::waiting`]) reaches its kind's maximum wait, or a call is up. What
-    /// waits meanwhile keeps coalescing in core. By default: at once.
-    fn hold<'a>(&'a self, peer: &'a PeerConfig, lane: Lane, outbound: &'a Outbound) -> BoxFuture<'a, ()> {
+    /// waits meanwhile keeps coalescing in core. The sender keeps the [`Hold`] while it
+    /// gathers and delivers: a call that is up is not hung up under it. By default: at
+    /// once, holding nothing.
+    fn hold<'a>(&'a self, peer: &'a PeerConfig, lane: Lane, outbound: &'a Outbound) -> BoxFuture<'a, Hold> {
         let _ = (peer, lane, outbound);
-        Box::pin(async {})
+        Box::pin(async { Hold::default() })
+    }
+}
+
+/// What [`Transport::hold`] gives the sender to keep while it gathers and delivers
+/// the transaction it let go: a line that calls does not hang up a call while a
+/// sender is about to use it (the gather reads the database; at a thin line's idle
+/// hang-up of a few seconds that can be the whole margin).
+#[derive(Default)]
+pub struct Hold(Option<Box<dyn Send + Sync>>);
+
+impl Hold {
+    /// A hold on `what` until the sender is done (dropping `what` lets go).
+    pub fn on(what: impl Send + Sync + 'static) -> Self {
+        Self(Some(Box::new(what)))
+    }
+}
+
+impl std::fmt::Debug for Hold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "Hold(held)" } else { "Hold(none)" })
     }
 }

@@ -11,6 +11,7 @@
 //! | `0x01` | `Received` | varint: bytes received on this connection so far (flow control) |
 //! | `0x02` | `Ack` | varint: sequence number of a transaction committed by the receiver |
 //! | `0x03` | `Nack` | varint: sequence number of a transaction that was not applied (resend) |
+//! | `0x08` | `Bye` | none: sessions mode, the sender has nothing more; a call ends when both said it with no data since ([`super::session`]) |
 //! | `0x04 \| class` | `End` | none: the sender dropped its brotli context of `class`; the receiver drops its own, and the class's next compressed message starts a new stream |
 //! | `0x80 \| lazy<<5 \| compact<<4 \| class<<2 \| compressed<<1 \| last` | `Data` | varint seq, varint len, bytes: one chunk of a message; `lazy`: its ack may wait for a message that goes anyway ([`super::session`]) |
 //!
@@ -80,6 +81,8 @@ pub enum Frame<'a> {
     Nack(u64),
     /// The sender's brotli context of this class is gone (the class was idle).
     End(Class),
+    /// The sender has nothing more to send on this call (sessions).
+    Bye,
     /// A chunk of message `seq` of `class`.
     Data {
         /// Its class.
@@ -155,6 +158,7 @@ impl Frame<'_> {
                 put_varint(out, *seq);
             }
             Frame::End(class) => out.push(0x04 | *class as u8),
+            Frame::Bye => out.push(0x08),
             Frame::Data { class, seq, encoding, last, lazy, bytes } => {
                 let enc = match encoding {
                     Encoding::Json => 0,
@@ -188,6 +192,7 @@ pub fn decode_frames(plain: &[u8]) -> Result<Vec<Frame<'_>>, FrameError> {
             0x02 => Frame::Ack(get_varint(plain, &mut pos)?),
             0x03 => Frame::Nack(get_varint(plain, &mut pos)?),
             0x05..=0x07 => Frame::End(Class::from_bits(t & 0x03).ok_or(FrameError("end of class 0"))?),
+            0x08 => Frame::Bye,
             t if t & 0x80 != 0 && t & 0x40 == 0 && t & 0x12 != 0x12 => {
                 let class = Class::from_bits((t >> 2) & 0x03).ok_or(FrameError("data frame of class 0"))?;
                 let seq = get_varint(plain, &mut pos)?;
@@ -247,6 +252,7 @@ mod tests {
             Frame::Nack(u64::MAX),
             Frame::End(Class::Presence),
             Frame::End(Class::Bulk),
+            Frame::Bye,
             Frame::Data {
                 class: Class::Bulk,
                 seq: 7,
@@ -291,13 +297,14 @@ mod tests {
     fn garbage_is_an_error_not_a_panic() {
         for bad in [
             &[0x04][..],
-            &[0x08],
+            &[0x0a],
             &[0x01, 0x80],
             &[0x80, 1, 5, 1],
             &[0x81, 0, 2, 0],
             &[0xff],
             &[0xd1, 0, 0],
             &[0x97, 0, 0],
+            &[0x09],
         ] {
             assert!(decode_frames(bad).is_err(), "{bad:?}");
         }

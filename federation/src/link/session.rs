@@ -23,7 +23,9 @@
 //!   So a lone change costs one message on the line.
 //! - **Liveness.** With nothing written for `ping_after`, a `Ping` (18 bytes on the
 //!   line) goes; with nothing read for `dead_after`, the connection is closed. In
-//!   sessions mode, with nothing but pings for `idle_hangup`, it hangs up.
+//!   sessions mode, with nothing but pings for `idle_hangup`, it hangs up, by a
+//!   `Bye` both ends say ([`Conn::hang_up`]), never while a sender is about to use
+//!   the call ([`Conn::busy`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -212,6 +214,13 @@ struct Shared {
     writing: usize,
     /// A message of the peer's is partly received (more chunks are coming).
     receiving: bool,
+    /// Senders about to use this call ([`Conn::busy`]).
+    busy: usize,
+    /// Sessions: when this side said `Bye`, with no data either way since, and
+    /// whether it said it first (not in answer to the peer's).
+    bye_out: Option<(Instant, bool)>,
+    /// The peer said `Bye`, with no data either way since.
+    bye_in: bool,
 }
 
 /// One established connection.
@@ -270,6 +279,9 @@ impl Conn {
                 applying: 0,
                 writing: 0,
                 receiving: false,
+                busy: 0,
+                bye_out: None,
+                bye_in: false,
             }),
             wake: Notify::new(),
             closed,
@@ -359,6 +371,19 @@ impl Conn {
         self.lock().flow.rtt()
     }
 
+    /// A sender is about to gather and deliver over this connection: it is not hung
+    /// up (sessions) until the guard is dropped.
+    pub fn busy(self: &Arc<Self>) -> Busy {
+        self.lock().busy += 1;
+        Busy(Arc::clone(self))
+    }
+
+    /// The line's round trip as this connection knows it best: the flow control's
+    /// smallest sample, else the handshake's.
+    pub fn line_rtt(&self) -> Duration {
+        self.lock().flow.min_rtt().unwrap_or(self.params.rtt)
+    }
+
     /// Queue `txn_id` with `body` (a stored transaction) in `class`; the receiver
     /// resolves once the far side committed it, refused it, or the connection ended.
     /// `replaced`: the sender gives it up for a newer one when something newer is due,
@@ -446,6 +471,10 @@ impl Conn {
             match f {
                 Frame::Ping => {}
                 Frame::End(class) => rx.end(class)?,
+                Frame::Bye => {
+                    self.lock().bye_in = true;
+                    wake = true;
+                }
                 Frame::Received(total) => {
                     self.lock().flow.reported(total, now);
                     wake = true;
@@ -489,6 +518,8 @@ impl Conn {
         }
         if data {
             let mut shared = self.lock();
+            // The peer is not done: a bye either way is void.
+            (shared.bye_in, shared.bye_out) = (false, None);
             if prompt {
                 shared.report_due = true;
                 wake = true;
@@ -568,15 +599,24 @@ impl Conn {
                     continue;
                 }
             }
-            if self.idle_for_hangup() {
-                return Err("idle: hung up".into());
+            match self.hang_up() {
+                HangUp::Not => {}
+                HangUp::SayBye => {
+                    // Whatever waited for a message rides it (lazy acks, ended streams).
+                    let (mut plain, mut by_class, prompt) = self.build(&mut tx)?;
+                    Frame::Bye.encode(&mut plain);
+                    by_class[0] += 1;
+                    self.write_message(&mut write, &cipher, &mut tx, &plain, by_class, prompt, &mut out).await?;
+                    continue;
+                }
+                HangUp::Now(why) => return Err(why.into()),
             }
             // Never more than one ping per two round trips, however short the watchdog.
             let rtt = self.lock().flow.min_rtt().unwrap_or(self.params.rtt);
             let ping_at = tx.last_write + self.params.ping_after.max(rtt * 2);
-            // Sessions: wake exactly when the line has been idle long enough (if it is
-            // not idle then, an ack, an apply or a new delivery wakes the writer).
-            let hangup_at = self.params.idle_hangup.map(|idle| self.lock().last_activity + idle);
+            // Sessions: wake exactly when the next step of a hang-up is due (if the line
+            // is not quiet then, an ack, an apply or a new delivery wakes the writer).
+            let hangup_at = self.params.idle_hangup.map(|idle| self.hang_up_at(idle, rtt));
             tokio::select! {
                 _ = notified => {}
                 _ = tokio::time::sleep_until(ping_at.into()) => {
@@ -716,13 +756,60 @@ impl Conn {
         (data || control || shared.report_due, !data && !control && shared.report_due)
     }
 
-    fn idle_for_hangup(&self) -> bool {
-        let Some(idle) = self.params.idle_hangup else { return false };
+    /// Sessions: the next step of hanging up. A call ends when both ends said `Bye`
+    /// with no data either way since: the side that said it first closes on the
+    /// answer (the other sees the close), so a transaction one side queued as the
+    /// other went quiet is never cut by the hang-up (its data voids both byes). This
+    /// side says it first once the line was quiet for `idle_hangup` less a round
+    /// trip (so the call still ends about `idle_hangup` after its last activity), and
+    /// answers the peer's as soon as it is quiet itself. A bye not answered within
+    /// four round trips (at least `idle_hangup`) hangs up alone.
+    fn hang_up(&self) -> HangUp {
+        let Some(idle) = self.params.idle_hangup else { return HangUp::Not };
+        let mut shared = self.lock();
+        if !Self::quiet(&shared) {
+            return HangUp::Not;
+        }
+        let rtt = shared.flow.min_rtt().unwrap_or(self.params.rtt);
+        match shared.bye_out {
+            Some((_, true)) if shared.bye_in => HangUp::Now("hung up: both ends said bye"),
+            Some((at, _)) if at.elapsed() >= idle.max(rtt * 4) => HangUp::Now("hung up: the peer did not answer bye"),
+            Some(_) => HangUp::Not,
+            None if shared.bye_in => {
+                shared.bye_out = Some((Instant::now(), false));
+                HangUp::SayBye
+            }
+            None if shared.last_activity.elapsed() >= idle.saturating_sub(rtt) => {
+                shared.bye_out = Some((Instant::now(), true));
+                HangUp::SayBye
+            }
+            None => HangUp::Not,
+        }
+    }
+
+    /// This side answered the peer's `Bye`: the peer closes as the answer arrives, so
+    /// data written now would be cut. What comes meanwhile waits for the next call
+    /// (its delivery fails as the call ends, and rides the next one).
+    fn answered_bye(shared: &Shared) -> bool {
+        matches!(shared.bye_out, Some((_, false))) && shared.bye_in
+    }
+
+    /// When [`Conn::hang_up`]'s next step is due, if the line stays quiet.
+    fn hang_up_at(&self, idle: Duration, rtt: Duration) -> Instant {
         let shared = self.lock();
-        // Never in the middle of the peer's message, nor owing it a flow report (its
-        // window may be waiting for it): on a slow line the gap between two chunks
-        // can be longer than `idle_hangup_ms`.
+        match shared.bye_out {
+            Some((at, _)) => at + idle.max(rtt * 4),
+            None => shared.last_activity + idle.saturating_sub(rtt),
+        }
+    }
+
+    /// Nothing under way either way. Never in the middle of the peer's message, nor
+    /// owing it a flow report (its window may be waiting for it): on a slow line the
+    /// gap between two chunks can be longer than `idle_hangup_ms`. Nor while a sender
+    /// is about to use the call ([`Conn::busy`]).
+    fn quiet(shared: &Shared) -> bool {
         shared.pending.is_empty()
+            && shared.busy == 0
             && shared.applying == 0
             && shared.writing == 0
             && !shared.receiving
@@ -731,7 +818,6 @@ impl Conn {
             && shared.queues.iter().all(|q| q.is_empty())
             && shared.control.is_empty()
             && shared.lazy_control.is_empty()
-            && shared.last_activity.elapsed() >= idle
     }
 
     /// The plaintext of the next message: control first (with what waited for a
@@ -764,11 +850,12 @@ impl Conn {
         let budget = shared.flow.message_budget().min(MAX_PLAINTEXT);
         let room_now = |shared: &mut Shared, n: usize| shared.flow.may_send(n + overhead);
         let bulk_ok = !self.budget.exhausted();
+        let answered_bye = Self::answered_bye(&shared);
         let control_len = plain.len();
         let mut by_class = [control_len, 0, 0, 0];
         let mut prompt = false;
         for class in Class::ALL {
-            if class == Class::Bulk && !bulk_ok {
+            if (class == Class::Bulk && !bulk_ok) || answered_bye {
                 continue;
             }
             let i = class.index();
@@ -841,6 +928,8 @@ impl Conn {
                 }
                 let lazy = cur.lazy;
                 prompt |= !lazy;
+                // This side is not done: a bye either way is void.
+                (shared.bye_in, shared.bye_out) = (false, None);
                 Frame::Data { class, seq: cur.seq, encoding: cur.encoding, last, lazy, bytes: &cur.buf[..take] }
                     .encode(&mut plain);
                 cur.buf.drain(..take);
@@ -857,6 +946,28 @@ impl Conn {
             by_class[i + 1] = plain.len() - class_start;
         }
         Ok((plain, by_class, prompt))
+    }
+}
+
+/// What the writer does about hanging up ([`Conn::hang_up`]).
+enum HangUp {
+    /// Nothing now.
+    Not,
+    /// Write a `Bye`.
+    SayBye,
+    /// Close, for this reason.
+    Now(&'static str),
+}
+
+/// [`Conn::busy`]'s guard.
+#[derive(Debug)]
+pub struct Busy(Arc<Conn>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.lock().busy -= 1;
+        // The writer may have been waiting for this to hang up.
+        self.0.wake.notify_one();
     }
 }
 
@@ -1014,6 +1125,8 @@ mod tests {
 
     struct Pair {
         a: Arc<Conn>,
+        b: Arc<Conn>,
+        a_stats: Arc<LinkStats>,
         b_inbound: Arc<Recorder>,
         b_stats: Arc<LinkStats>,
         started: Instant,
@@ -1021,6 +1134,11 @@ mod tests {
 
     /// `a` dialed `b` over loopback; `b` pings after `ping_after` without writing.
     async fn pair(ping_after: Duration) -> Pair {
+        pair_with(ping_after, None).await
+    }
+
+    /// [`pair`], both ends hanging up after `idle_hangup` (sessions mode) when set.
+    async fn pair_with(ping_after: Duration, idle_hangup: Option<Duration>) -> Pair {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (dialed, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
@@ -1032,24 +1150,25 @@ mod tests {
             max_body: 1 << 20,
             ping_after,
             dead_after: Duration::from_secs(120),
-            idle_hangup: None,
+            idle_hangup,
             rtt: Duration::from_millis(10),
             confirmed: true,
         };
         let budget = Arc::new(Budget::new(0));
         let b_inbound = Arc::new(Recorder::default());
         let b_stats = Arc::new(LinkStats::default());
+        let a_stats = Arc::new(LinkStats::default());
         let started = Instant::now();
         let a = Conn::start(
             dialed.expect("connect"),
             Cipher::initiator(&i2r, &r2i),
             params("b.test", "a.test", true),
             Arc::new(Recorder::default()),
-            Arc::new(LinkStats::default()),
+            Arc::clone(&a_stats),
             Arc::clone(&budget),
             None,
         );
-        Conn::start(
+        let b = Conn::start(
             accepted.expect("accept").0,
             Cipher::responder(&i2r, &r2i),
             params("a.test", "b.test", false),
@@ -1058,7 +1177,42 @@ mod tests {
             budget,
             None,
         );
-        Pair { a, b_inbound, b_stats, started }
+        Pair { a, b, a_stats, b_inbound, b_stats, started }
+    }
+
+    /// A message of nothing but one control frame (`Ping`, `Bye`).
+    const LONE_FRAME: u64 = 1 + TAG_LEN as u64 + 1;
+
+    #[tokio::test]
+    async fn a_quiet_call_ends_by_a_bye_each_way() {
+        let p = pair_with(Duration::from_secs(600), Some(Duration::from_millis(300))).await;
+        p.a.ended().await;
+        p.b.ended().await;
+        // a: its first ping and its bye; b: its answer.
+        assert_eq!(p.a_stats.bytes_sent.load(Ordering::Relaxed), 2 * LONE_FRAME);
+        assert_eq!(p.b_stats.bytes_sent.load(Ordering::Relaxed), LONE_FRAME);
+    }
+
+    #[tokio::test]
+    async fn a_transaction_sent_as_the_far_side_says_bye_is_not_cut() {
+        let p = pair_with(Duration::from_secs(600), Some(Duration::from_millis(400))).await;
+        // a is about to send (a sender gathering for the call): it does not hang up.
+        let busy = p.a.busy();
+        // b went quiet and said bye (its only message).
+        let said_bye = async {
+            while p.b_stats.bytes_sent.load(Ordering::Relaxed) < LONE_FRAME {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), said_bye).await.expect("b said bye");
+        let acked = p.a.send(Class::Short, "1764590000000.00000001", &lone_change(), false);
+        drop(busy);
+        // Its data voids b's bye: b applies and acknowledges it on the same call.
+        assert_eq!(acked.await.expect("answered").expect("acknowledged"), Acked { lazily: false });
+        assert_eq!(p.b_inbound.txns.lock().unwrap_or_else(|e| e.into_inner()).len(), 1);
+        // And then the call ends as a quiet one does.
+        p.a.ended().await;
+        p.b.ended().await;
     }
 
     fn body(edu_type: &str, content: serde_json::Value) -> String {

@@ -28,7 +28,7 @@ use super::session::{Acked, Conn, ConnParams, Inbound, LinkStats};
 use crate::config::{FederationConfig, PeerConfig};
 use crate::keyring::Keyring;
 use crate::peer::{Peer, PeerStats};
-use crate::transport::{BoxFuture, Delivery, Traffic, Transport};
+use crate::transport::{BoxFuture, Delivery, Hold, Traffic, Transport};
 
 /// How long a delivery waits for a connection before it fails (and the sender backs off).
 const CONNECT_WAIT: Duration = Duration::from_secs(60);
@@ -93,7 +93,8 @@ pub struct LinkStatus {
     pub bytes_sent_by_class: [u64; 4],
     /// Bytes read from the line.
     pub bytes_received: u64,
-    /// The last round trip of a presence transaction, in ms.
+    /// The last round trip of a presence transaction to its ack, in ms; while none was
+    /// acknowledged promptly (lazy acks), the open connection's line round trip.
     pub rtt_ms: Option<u64>,
     /// Calls made (this side dialed and the handshake completed).
     pub calls: u64,
@@ -259,7 +260,8 @@ impl Links {
             bytes_sent: s.bytes_sent.load(Ordering::Relaxed),
             bytes_sent_by_class: s.sent_by_class(),
             bytes_received: s.bytes_received.load(Ordering::Relaxed),
-            rtt_ms: (rtt > 0).then_some(rtt),
+            // Lazy acks are no round trip: until a prompt one, the line's own.
+            rtt_ms: (rtt > 0).then_some(rtt).or_else(|| open.as_ref().map(|c| c.line_rtt().as_millis() as u64)),
             calls: s.calls.load(Ordering::Relaxed),
             connected_ms,
             cost: billed as f64 * self.config.cost_per_minute,
@@ -595,10 +597,11 @@ impl Links {
     }
 
     /// Sessions mode: hold the gather of `lane` for `peer` until it is due or a call
-    /// is up ([`super::calls::hold`]). Other modes and peers: at once.
-    async fn hold(&self, peer: &LinkPeer, lane: Lane, outbound: &Outbound) {
+    /// is up ([`super::calls::hold`]); then keep the call that is up from hanging up
+    /// until the sender lets go ([`Conn::busy`]). Other modes and peers: at once.
+    async fn hold(&self, peer: &LinkPeer, lane: Lane, outbound: &Outbound) -> Hold {
         if self.config.mode != LinkMode::Sessions {
-            return;
+            return Hold::default();
         }
         let mut changes = peer.conn.subscribe();
         let call_up = async move {
@@ -607,6 +610,7 @@ impl Links {
         let clock = Arc::clone(outbound.clock());
         let waits = super::calls::MaxWaits::of(&self.config);
         super::calls::hold(outbound.waiting(), &peer.name, lane, waits, || clock.now_ms(), call_up).await;
+        peer.open_conn().map_or_else(Hold::default, |conn| Hold::on(conn.busy()))
     }
 
     /// How large a transaction to `peer` should be: about a minute of the line at the
@@ -634,6 +638,10 @@ impl Links {
             let wait = Duration::from_millis(super::calls::MaxWaits::of(&self.config).of_class(class));
             let mut changes = peer.conn.subscribe();
             let _ = tokio::time::timeout(wait, changes.wait_for(|c| c.as_ref().is_some_and(|c| c.is_open()))).await;
+        }
+        if sessions && peer.open_conn().is_none() {
+            // Why the line calls (each call is paid for).
+            tracing::info!(peer = %peer.name, ?class, txn = %txn.txn_id, "calling: a transaction is due");
         }
         let conn = match self.connection(peer).await {
             Ok(c) => c,
@@ -710,7 +718,7 @@ impl Transport for LinkTransport {
         }
     }
 
-    fn hold<'a>(&'a self, peer: &'a PeerConfig, lane: Lane, outbound: &'a Outbound) -> BoxFuture<'a, ()> {
+    fn hold<'a>(&'a self, peer: &'a PeerConfig, lane: Lane, outbound: &'a Outbound) -> BoxFuture<'a, Hold> {
         Box::pin(async move {
             match self.links.peers.get(&peer.server_name) {
                 Some(p) => self.links.hold(p, lane, outbound).await,

@@ -6,6 +6,9 @@
 //! TIDINGS_BIN=$PWD/target/debug/tidings target/debug/site-day [--scale 480] [--only link|sessions|http]
 //! ```
 //!
+//! With `SITE_DAY_CALLS=1` in the environment it also prints, from the servers' logs,
+//! why each link call was made and how it ended.
+//!
 //! The day: `alpha.test` has 50 users, each watched by one user at each of 4 peer
 //! sites (`beta`, `delta`, `epsilon`, `gamma`: 200 accepted watch edges); every user
 //! changes presence 6 times an hour (toggling `online` and `unavailable`, the 50 users
@@ -125,7 +128,7 @@ impl Scale {
 struct Site {
     /// alpha, then the peers in [`PEERS`] order; held so they run as long as the
     /// site (dropping one stops it).
-    _servers: Vec<TestServer>,
+    servers: Vec<TestServer>,
     admins: Vec<Session>,
     /// Per peer: alpha dials through `.0`, the peer dials alpha through `.1`.
     lines: Vec<(Line, Line)>,
@@ -250,7 +253,7 @@ async fn start(mode: Mode, scale: Scale) -> Result<Site, String> {
     for s in &servers[1..] {
         watchers.push(s.register("watcher", PW).await);
     }
-    Ok(Site { _servers: servers, admins, lines, relays, origins, users, watchers, reader, feed_ids: Vec::new() })
+    Ok(Site { servers, admins, lines, relays, origins, users, watchers, reader, feed_ids: Vec::new() })
 }
 
 async fn until<F, Fut>(what: &str, within: Duration, mut check: F) -> Result<(), String>
@@ -469,6 +472,15 @@ async fn day(mode: Mode, scale: Scale) -> Result<DayResult, String> {
             let inside = to - from.max(start);
             connected += scale.virtual_ms(inside) / 60_000.0;
             billed += (scale.virtual_ms(to - from) / 60_000.0).ceil() as u64;
+        }
+    }
+    if std::env::var_os("SITE_DAY_CALLS").is_some() {
+        // Why each call was made and how it ended, from the servers' logs.
+        let about_calls = ["calling:", "link up", "connection ended", "not delivered"];
+        for srv in &site.servers {
+            for l in srv.log().lines().filter(|l| about_calls.iter().any(|m| l.contains(m))) {
+                eprintln!("{} {l}", srv.server_name());
+            }
         }
     }
     // Everything arrived, once.
