@@ -466,6 +466,9 @@ impl Conn {
         let mut data = false;
         // Data that is not `lazy`: its report (and acks) go promptly.
         let mut prompt = false;
+        // A chunk that leaves its transaction unfinished: only a report tells the
+        // sender it arrived (a finished one's ack implies its receipt).
+        let mut unfinished = false;
         let mut wake = false;
         for f in frames {
             match f {
@@ -505,6 +508,7 @@ impl Conn {
                 Frame::Data { class, seq, encoding, last, lazy, bytes } => {
                     data = true;
                     prompt |= !lazy;
+                    unfinished |= !last;
                     let max = self.params.max_body;
                     if let Some((txn_id, edus)) = rx.chunk(class, seq, encoding, last, bytes, max)? {
                         let mut shared = self.lock();
@@ -520,12 +524,15 @@ impl Conn {
             let mut shared = self.lock();
             // The peer is not done: a bye either way is void.
             (shared.bye_in, shared.bye_out) = (false, None);
-            if prompt {
+            if prompt && unfinished {
                 shared.report_due = true;
                 wake = true;
-            } else {
+            } else if !prompt {
                 shared.report_owed = true;
             }
+            // Else every transaction it carried ends here: their acks, after the
+            // commit, say it arrived (the sender has nothing more of those lanes to
+            // send before them anyway), instead of a report alone before the commit.
             shared.last_activity = now;
             shared.receiving = rx.partial.iter().any(Option::is_some);
         }
@@ -1092,11 +1099,13 @@ mod tests {
 
     use super::*;
 
-    /// Records what arrives.
+    /// Records what arrives, each transaction committed after `commit` (a database's
+    /// time).
     #[derive(Debug, Default)]
     struct Recorder {
         txns: Mutex<Vec<String>>,
         arrived: Notify,
+        commit: Duration,
     }
 
     impl Inbound for Recorder {
@@ -1104,6 +1113,7 @@ mod tests {
 
         fn receive<'a>(&'a self, _: &'a str, txn_id: String, _: Vec<IncomingEdu>) -> BoxFuture<'a, Result<(), String>> {
             Box::pin(async move {
+                tokio::time::sleep(self.commit).await;
                 self.txns.lock().unwrap_or_else(|p| p.into_inner()).push(txn_id);
                 self.arrived.notify_waiters();
                 Ok(())
@@ -1134,11 +1144,12 @@ mod tests {
 
     /// `a` dialed `b` over loopback; `b` pings after `ping_after` without writing.
     async fn pair(ping_after: Duration) -> Pair {
-        pair_with(ping_after, None).await
+        pair_with(ping_after, None, Duration::ZERO).await
     }
 
-    /// [`pair`], both ends hanging up after `idle_hangup` (sessions mode) when set.
-    async fn pair_with(ping_after: Duration, idle_hangup: Option<Duration>) -> Pair {
+    /// [`pair`], both ends hanging up after `idle_hangup` (sessions mode) when set,
+    /// `b` committing each transaction after `commit`.
+    async fn pair_with(ping_after: Duration, idle_hangup: Option<Duration>, commit: Duration) -> Pair {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (dialed, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
@@ -1155,7 +1166,7 @@ mod tests {
             confirmed: true,
         };
         let budget = Arc::new(Budget::new(0));
-        let b_inbound = Arc::new(Recorder::default());
+        let b_inbound = Arc::new(Recorder { commit, ..Recorder::default() });
         let b_stats = Arc::new(LinkStats::default());
         let a_stats = Arc::new(LinkStats::default());
         let started = Instant::now();
@@ -1184,8 +1195,18 @@ mod tests {
     const LONE_FRAME: u64 = 1 + TAG_LEN as u64 + 1;
 
     #[tokio::test]
+    async fn a_finished_transaction_is_reported_by_its_ack_alone() {
+        // The commit takes far longer than a flow report's cork (a tenth of 10 ms).
+        let p = pair_with(Duration::from_secs(600), None, Duration::from_millis(200)).await;
+        let acked = p.a.send(Class::Short, "1764590000000.00000001", &lone_change(), false);
+        assert_eq!(acked.await.expect("answered").expect("acknowledged"), Acked { lazily: false });
+        let sent = p.b_stats.bytes_sent.load(Ordering::Relaxed);
+        assert!(sent <= ONE_MESSAGE, "b wrote {sent} bytes: a report went alone before the ack");
+    }
+
+    #[tokio::test]
     async fn a_quiet_call_ends_by_a_bye_each_way() {
-        let p = pair_with(Duration::from_secs(600), Some(Duration::from_millis(300))).await;
+        let p = pair_with(Duration::from_secs(600), Some(Duration::from_millis(300)), Duration::ZERO).await;
         p.a.ended().await;
         p.b.ended().await;
         // a: its first ping and its bye; b: its answer.
@@ -1195,7 +1216,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_transaction_sent_as_the_far_side_says_bye_is_not_cut() {
-        let p = pair_with(Duration::from_secs(600), Some(Duration::from_millis(400))).await;
+        let p = pair_with(Duration::from_secs(600), Some(Duration::from_millis(400)), Duration::ZERO).await;
         // a is about to send (a sender gathering for the call): it does not hang up.
         let busy = p.a.busy();
         // b went quiet and said bye (its only message).
