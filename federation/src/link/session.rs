@@ -371,6 +371,11 @@ impl Conn {
         self.lock().flow.rtt()
     }
 
+    /// This side said (or answered) `Bye` and nothing voided it: the call is ending.
+    pub fn ending(&self) -> bool {
+        self.lock().bye_out.is_some()
+    }
+
     /// A sender is about to gather and deliver over this connection: it is not hung
     /// up (sessions) until the guard is dropped.
     pub fn busy(self: &Arc<Self>) -> Busy {

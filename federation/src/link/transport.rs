@@ -604,8 +604,10 @@ impl Links {
             return Hold::default();
         }
         let mut changes = peer.conn.subscribe();
+        // A call that is saying goodbye is no call to ride: what is gathered for it
+        // would find it gone and call again at once.
         let call_up = async move {
-            let _ = changes.wait_for(|c| c.as_ref().is_some_and(|c| c.is_open())).await;
+            let _ = changes.wait_for(|c| c.as_ref().is_some_and(|c| c.is_open() && !c.ending())).await;
         };
         let clock = Arc::clone(outbound.clock());
         let waits = super::calls::MaxWaits::of(&self.config);
