@@ -386,7 +386,12 @@ impl Conn {
     /// The line's round trip as this connection knows it best: the flow control's
     /// smallest sample, else the handshake's.
     pub fn line_rtt(&self) -> Duration {
-        self.lock().flow.min_rtt().unwrap_or(self.params.rtt)
+        self.rtt_of(&self.lock())
+    }
+
+    /// [`Conn::line_rtt`], under the lock already held.
+    fn rtt_of(&self, shared: &Shared) -> Duration {
+        shared.flow.min_rtt().unwrap_or(self.params.rtt)
     }
 
     /// Queue `txn_id` with `body` (a stored transaction) in `class`; the receiver
@@ -597,7 +602,7 @@ impl Conn {
             let notified = self.wake.notified();
             let (work, report_only) = self.has_work(&tx);
             if work || must_send {
-                let rtt = self.lock().flow.min_rtt().unwrap_or(self.params.rtt);
+                let rtt = self.line_rtt();
                 let per = if report_only && !must_send { REPORT_CORK_PER_RTT } else { CORK_PER_RTT };
                 tokio::time::sleep(rtt / per).await;
                 let (mut plain, mut by_class, prompt) = self.build(&mut tx)?;
@@ -624,7 +629,7 @@ impl Conn {
                 HangUp::Now(why) => return Err(why.into()),
             }
             // Never more than one ping per two round trips, however short the watchdog.
-            let rtt = self.lock().flow.min_rtt().unwrap_or(self.params.rtt);
+            let rtt = self.line_rtt();
             let ping_at = tx.last_write + self.params.ping_after.max(rtt * 2);
             // Sessions: wake exactly when the next step of a hang-up is due (if the line
             // is not quiet then, an ack, an apply or a new delivery wakes the writer).
@@ -658,9 +663,8 @@ impl Conn {
         prompt: bool,
         out: &mut Vec<u8>,
     ) -> Result<(), String> {
-        // Only data the far side reports promptly counts in flight: a message of
-        // `lazy` data alone is reported whenever a message goes back anyway.
-        let data = prompt;
+        // Only data the far side reports promptly counts in flight (`prompt`): a
+        // message of `lazy` data alone is reported whenever a message goes back anyway.
         let ct = cipher.encrypt(tx.nonce, plain)?;
         tx.nonce += 1;
         out.clear();
@@ -669,7 +673,7 @@ impl Conn {
         let now = Instant::now();
         tx.last_write = now;
         let mut shared = self.lock();
-        shared.flow.wrote(out.len(), now, data);
+        shared.flow.wrote(out.len(), now, prompt);
         let end = shared.flow.sent();
         for seq in std::mem::take(&mut shared.finished) {
             if let Some(p) = shared.pending.get_mut(&seq) {
@@ -698,7 +702,7 @@ impl Conn {
     /// never a message of its own, and an idle link holds no context after at most
     /// two ping periods.
     fn end_idle_streams(&self, shared: &Shared, tx: &mut Sending, plain: &mut Vec<u8>) {
-        let rtt = shared.flow.min_rtt().unwrap_or(self.params.rtt);
+        let rtt = self.rtt_of(shared);
         let idle = self.params.ping_after.max(rtt * 2);
         let busy = |c: Class| tx.current[c.index()].is_some() || !shared.queues[c.index()].is_empty();
         tx.streams.end_idle(Instant::now(), idle, busy, plain);
@@ -782,7 +786,7 @@ impl Conn {
         if !Self::quiet(&shared) {
             return HangUp::Not;
         }
-        let rtt = shared.flow.min_rtt().unwrap_or(self.params.rtt);
+        let rtt = self.rtt_of(&shared);
         match shared.bye_out {
             Some((_, true)) if shared.bye_in => HangUp::Now("hung up: both ends said bye"),
             Some((at, _)) if at.elapsed() >= idle.max(rtt * 4) => HangUp::Now("hung up: the peer did not answer bye"),
@@ -1029,12 +1033,9 @@ impl Receiving {
     /// A message of `class` that came whole in another form than the compact one: the
     /// sender's table took in its compact encoding ([`Conn::choose`]), so ours does.
     /// Bulk, and messages too large to be chosen whole, were never encoded compact.
-    fn learn(&mut self, class: Class, raw: &[u8]) {
-        if class == Class::Bulk || raw.len() > WHOLE_SHORT {
-            return;
-        }
-        if let Ok(value) = serde_json::from_slice::<serde_json::Value>(raw) {
-            compact::learn(&value, &self.origin, &mut self.tables[class.index()]);
+    fn learn(&mut self, class: Class, raw_len: usize, value: &serde_json::Value) {
+        if class != Class::Bulk && raw_len <= WHOLE_SHORT {
+            compact::learn(value, &self.origin, &mut self.tables[class.index()]);
         }
     }
 
@@ -1075,15 +1076,18 @@ impl Receiving {
         let (_, buf) = self.partial[i].take().unwrap_or_default();
         let (txn_id, header_len) = txn::decode_header(&buf, &mut self.prev[i]).map_err(|e| e.to_string())?;
         let body = &buf[header_len..];
+        let decompressed;
         let edus = match encoding {
-            Encoding::Brotli => {
-                let raw = self.streams.decompress(class, body, max).map_err(|e| format!("decompress: {e}"))?;
-                self.learn(class, &raw);
-                txn::decode_body(&raw)?
-            }
-            Encoding::Json => {
-                self.learn(class, body);
-                txn::decode_body(body)?
+            Encoding::Brotli | Encoding::Json => {
+                let raw = if encoding == Encoding::Brotli {
+                    decompressed = self.streams.decompress(class, body, max).map_err(|e| format!("decompress: {e}"))?;
+                    &decompressed[..]
+                } else {
+                    body
+                };
+                let value = serde_json::from_slice(raw).map_err(|e| format!("bad EDUs: {e}"))?;
+                self.learn(class, raw.len(), &value);
+                txn::decode_value(value)?
             }
             Encoding::Compact => {
                 let value = compact::decode(body, &self.origin, &mut self.tables[i], max)

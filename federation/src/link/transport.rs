@@ -699,7 +699,8 @@ impl Transport for LinkTransport {
     fn deliver<'a>(&'a self, peer: &'a PeerConfig, txn: &'a StoredTxn, replaceable: bool) -> BoxFuture<'a, Delivery> {
         Box::pin(async move {
             match self.links.peers.get(&peer.server_name) {
-                Some(p) => self.links.deliver(p, txn, replaceable && self.replaces(peer)).await,
+                // The sender asks only when this transport replaces (`replaces`).
+                Some(p) => self.links.deliver(p, txn, replaceable).await,
                 None => self.other.deliver(peer, txn, replaceable).await,
             }
         })
