@@ -5,9 +5,10 @@
 //!   receiver that resolves when the far side *committed* it (`Ack`) or refused to
 //!   (`Nack`); a cut drops it (the sender retries the same txnId on the next
 //!   connection; the outbox stays the source of truth). The writer packs control
-//!   frames, then each class in strict priority, into messages sized by the flow
-//!   control ([`super::flow`]); bulk messages are cut into chunks and compressed piece
-//!   by piece, so no more than one message of line time waits ahead of presence.
+//!   frames, then each class in strict priority, into messages sized and paced by
+//!   the flow control ([`super::flow`]); bulk messages are cut into chunks and
+//!   compressed piece by piece, so presence waits behind about half a second of bulk
+//!   at most.
 //! - **Cork.** The writer waits a hundredth of the line's round trip after work
 //!   appears (so what arrives together leaves together), a tenth when only a flow
 //!   report is due ([`CORK_PER_RTT`], [`REPORT_CORK_PER_RTT`]).
@@ -258,6 +259,7 @@ impl Conn {
         first: Option<(Vec<u8>, u64)>,
     ) -> Arc<Conn> {
         let now = Instant::now();
+        let flow = Flow::new(now, params.rtt);
         let (closed, _) = watch::channel(false);
         let conn = Arc::new(Conn {
             confirmed: Arc::new(std::sync::atomic::AtomicBool::new(params.confirmed)),
@@ -274,7 +276,7 @@ impl Conn {
                 received_total: 0,
                 implied: HashMap::new(),
                 finished: Vec::new(),
-                flow: Flow::new(now),
+                flow,
                 last_activity: now,
                 applying: 0,
                 writing: 0,
@@ -489,7 +491,11 @@ impl Conn {
                     wake = true;
                 }
                 Frame::Received(total) => {
-                    self.lock().flow.reported(total, now);
+                    let mut shared = self.lock();
+                    shared.flow.reported(total, now);
+                    let f = &shared.flow;
+                    tracing::debug!(peer = %self.params.peer, rtt = ?f.rtt(), min_rtt = ?f.min_rtt(), window = f.window(), in_flight = f.in_flight(), "link flow report");
+                    drop(shared);
                     wake = true;
                 }
                 Frame::Ack(seq) | Frame::Nack(seq) => {
@@ -634,8 +640,11 @@ impl Conn {
             // Sessions: wake exactly when the next step of a hang-up is due (if the line
             // is not quiet then, an ack, an apply or a new delivery wakes the writer).
             let hangup_at = self.params.idle_hangup.map(|idle| self.hang_up_at(idle, rtt));
+            // Data the pacing held back goes when the line is about free.
+            let paced_until = self.lock().flow.paced_until(Instant::now());
             tokio::select! {
                 _ = notified => {}
+                _ = tokio::time::sleep_until(paced_until.unwrap_or(ping_at).into()), if paced_until.is_some() => {}
                 _ = tokio::time::sleep_until(ping_at.into()) => {
                     if Instant::now() >= ping_at {
                         // What waited for a message that goes anyway (lazy acks, an
@@ -864,7 +873,7 @@ impl Conn {
         self.end_idle_streams(&shared, tx, &mut plain);
         let overhead = TAG_LEN + 3;
         let budget = shared.flow.message_budget().min(MAX_PLAINTEXT);
-        let room_now = |shared: &mut Shared, n: usize| shared.flow.may_send(n + overhead);
+        let room_now = |shared: &mut Shared, n: usize| shared.flow.may_send(n + overhead, Instant::now());
         let bulk_ok = !self.budget.exhausted();
         let answered_bye = Self::answered_bye(&shared);
         let control_len = plain.len();
