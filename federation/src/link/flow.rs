@@ -320,6 +320,28 @@ mod tests {
     }
 
     #[test]
+    fn after_a_pause_a_window_does_not_go_at_once() {
+        let (mut flow, _) = settle(240.0, Duration::from_secs(1));
+        // Everything written is reported (the pause between two transactions).
+        let later = Instant::now() + Duration::from_secs(700);
+        flow.acked(flow.sent());
+        assert_eq!(flow.in_flight(), 0);
+        let mut burst = 0;
+        while flow.may_send(80, later) {
+            flow.wrote(80, later, true);
+            burst += 80;
+        }
+        // The window alone let all of it go at once: 2 s of this line.
+        assert!(flow.window() > 400, "window {}", flow.window());
+        // Paced: one message, and what the pacing lets ahead of the line.
+        let ahead = (PACE_AHEAD.as_secs_f64() * flow.pace_rate()) as u64;
+        assert!(burst <= 80 + ahead + 80, "{burst} bytes at once (window {})", flow.window());
+        let next = flow.paced_until(later).expect("the writer is told when to try again");
+        assert!(next > later && next <= later + Duration::from_secs(2), "{:?}", next - later);
+        assert!(flow.may_send(80, next), "at that time the next message may go");
+    }
+
+    #[test]
     fn on_a_fast_line_the_window_opens() {
         let (flow, _) = settle(10_000_000.0, Duration::from_micros(50));
         assert!(flow.window > 64 * 1024, "window {}", flow.window);
