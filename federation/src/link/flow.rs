@@ -331,7 +331,7 @@ mod tests {
             flow.wrote(80, later, true);
             burst += 80;
         }
-        // The window alone let all of it go at once: 2 s of this line.
+        // The window alone would let all of it go at once: over 1.6 s of this line.
         assert!(flow.window() > 400, "window {}", flow.window());
         // Paced: one message, and what the pacing lets ahead of the line.
         let ahead = (PACE_AHEAD.as_secs_f64() * flow.pace_rate()) as u64;

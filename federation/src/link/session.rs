@@ -493,8 +493,15 @@ impl Conn {
                 Frame::Received(total) => {
                     let mut shared = self.lock();
                     shared.flow.reported(total, now);
-                    let f = &shared.flow;
-                    tracing::debug!(peer = %self.params.peer, rtt = ?f.rtt(), min_rtt = ?f.min_rtt(), window = f.window(), in_flight = f.in_flight(), "link flow report");
+                    let flow = &shared.flow;
+                    tracing::debug!(
+                        peer = %self.params.peer,
+                        rtt = ?flow.rtt(),
+                        min_rtt = ?flow.min_rtt(),
+                        window = flow.window(),
+                        in_flight = flow.in_flight(),
+                        "link flow report"
+                    );
                     drop(shared);
                     wake = true;
                 }
