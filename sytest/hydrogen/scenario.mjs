@@ -52,6 +52,7 @@ async function login(user, password) {
     const consoleLines = [];
     page.on("pageerror", (e) => problems.push(`pageerror: ${e.message}`));
     page.on("console", (m) => { consoleLines.push(`${m.type()}: ${m.text()}`); });
+    diagnostics[user] = { calls, consoleLines };
     page.on("console", (m) => { if (m.type() === "error" || m.type() === "warn") problems.push(`console ${m.type()}: ${m.text()}`); });
     page.on("response", (r) => {
         if (!r.url().startsWith(homeserver) && r.status() >= 400) problems.push(`HTTP ${r.status()} ${r.url()}`);
@@ -108,6 +109,8 @@ async function login(user, password) {
 }
 
 const pages = {};
+/** Per user: every request to the homeserver and every console line, for failure reports. */
+const diagnostics = {};
 
 async function openRoom(page, name) {
     const tile = await page.waitForSelector(`xpath/.//ul[contains(@class, 'RoomList')]//li[contains(., '${name}')]//a`, { timeout: 30000 });
@@ -124,15 +127,29 @@ async function waitForText(page, text, who) {
     try {
         await page.waitForFunction((t) => (document.querySelector(".Timeline, .RoomView_body") || document.body).innerText.includes(t), { timeout: 30000 }, text);
     } catch {
-        throw new Error(`${who} never saw "${text}" in the timeline`);
+        // What the page showed instead, and what it asked of the server: enough to tell a
+        // message that never came from one that came and could not be decrypted.
+        const shown = await page.evaluate(() => (document.querySelector(".Timeline, .RoomView_body") || document.body).innerText).catch((e) => `(page text unavailable: ${e})`);
+        await page.screenshot({ path: join(artifacts, `hydrogen-failed-${who}.png`) }).catch(() => {});
+        for (const [user, d] of Object.entries(diagnostics)) {
+            console.log(`${user}'s requests to the homeserver, in order:\n${d.calls.join("\n")}`);
+            console.log(`${user}'s last console lines:\n${d.consoleLines.slice(-60).join("\n")}`);
+        }
+        throw new Error(`${who} never saw "${text}" in the timeline; it showed:\n${shown}`);
     }
 }
 
 async function talk(roomName, [first, second], n) {
     const [a, b] = [pages[first], pages[second]];
     await openRoom(b, roomName);
-    const [accept] = await b.$$("xpath/.//div[contains(@class, 'InviteView')]//button[contains(., 'Accept')]");
-    if (accept) await accept.click();
+    // The second user is invited: the invite view renders after the click, so wait for
+    // its Accept button (looking once raced it), then for the composer that only a
+    // joined room shows.
+    const accept = await b.waitForSelector("xpath/.//div[contains(@class, 'InviteView')]//button[contains(., 'Accept')]", { visible: true, timeout: 30000 })
+        .catch(() => { throw new Error(`${second} was never shown the invite to ${roomName}`); });
+    await accept.click();
+    await b.waitForSelector(".MessageComposer textarea, .MessageComposer input", { visible: true, timeout: 30000 })
+        .catch(() => { throw new Error(`${second} accepted the invite to ${roomName} but never got its composer`); });
     await openRoom(a, roomName);
     await say(a, `Hello ${second}, this is ${first} in ${roomName}`);
     await waitForText(b, `this is ${first} in ${roomName}`, second);
