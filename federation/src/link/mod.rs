@@ -22,6 +22,7 @@ pub mod resume;
 pub mod session;
 pub mod transport;
 pub mod txn;
+pub mod yielding;
 
 pub use config::{LinkConfig, LinkMode};
 pub use key::LinkKey;

@@ -53,6 +53,7 @@ use super::cipher::Cipher;
 use super::flow::Flow;
 use super::frame::{self, Class, Encoding, Frame, MAX_PLAINTEXT, TAG_LEN};
 use super::txn;
+use super::yielding::BulkYield;
 use crate::transport::BoxFuture;
 
 /// How long the writer waits for more work once some appeared, as a part of the
@@ -95,6 +96,12 @@ pub trait Inbound: Send + Sync + std::fmt::Debug {
     /// waits for the peer goes at once.
     fn calling(&self, peer: &str, up: bool) {
         let _ = (peer, up);
+    }
+    /// How long until the presence batch waiting for `peer` closes, if one waits:
+    /// bulk gives way meanwhile ([`super::yielding`]). By default none waits.
+    fn presence_due(&self, peer: &str) -> Option<Duration> {
+        let _ = peer;
+        None
     }
     /// Apply a transaction from `peer`; `Ok` once committed (or seen before).
     fn receive<'a>(
@@ -235,6 +242,8 @@ pub struct Conn {
     confirmed: Arc<std::sync::atomic::AtomicBool>,
     stats: Arc<LinkStats>,
     budget: Arc<Budget>,
+    /// Where received transactions go; also says when presence is due.
+    inbound: Arc<dyn Inbound>,
 }
 
 impl std::fmt::Debug for Conn {
@@ -289,6 +298,7 @@ impl Conn {
             closed,
             stats,
             budget,
+            inbound: Arc::clone(&inbound),
         });
         let cipher = Arc::new(cipher);
         let (read, write) = stream.into_split();
@@ -607,6 +617,7 @@ impl Conn {
             stream_wins: [false; 3],
             nonce: 0,
             last_write: Instant::now(),
+            bulk_yield: BulkYield::new(Instant::now()),
         };
         // The initiator speaks first (the responder waits for it as key confirmation).
         let mut must_send = self.params.dialed_by_us;
@@ -647,11 +658,13 @@ impl Conn {
             // Sessions: wake exactly when the next step of a hang-up is due (if the line
             // is not quiet then, an ack, an apply or a new delivery wakes the writer).
             let hangup_at = self.params.idle_hangup.map(|idle| self.hang_up_at(idle, rtt));
-            // Data the pacing held back goes when the line is about free.
+            // Data the pacing held back goes when the line is about free; bulk that gave
+            // way to presence, when the yield ends.
             let paced_until = self.lock().flow.paced_until(Instant::now());
+            let resume_at = paced_until.into_iter().chain(tx.bulk_yield.until()).min();
             tokio::select! {
                 _ = notified => {}
-                _ = tokio::time::sleep_until(paced_until.unwrap_or(ping_at).into()), if paced_until.is_some() => {}
+                _ = tokio::time::sleep_until(resume_at.unwrap_or(ping_at).into()), if resume_at.is_some() => {}
                 _ = tokio::time::sleep_until(ping_at.into()) => {
                     if Instant::now() >= ping_at {
                         // What waited for a message that goes anyway (lazy acks, an
@@ -858,6 +871,13 @@ impl Conn {
     /// (`[control, presence, short, bulk]`); and whether it holds data the far side
     /// reports promptly (data not `lazy`).
     fn build(&self, tx: &mut Sending) -> Result<(Vec<u8>, [usize; 4], bool), String> {
+        let bulk_waits = {
+            let shared = self.lock();
+            tx.current[Class::Bulk.index()].is_some() || !shared.queues[Class::Bulk.index()].is_empty()
+        };
+        // Core is asked outside this connection's lock: none of core's is taken under it.
+        let bulk_gives_way =
+            bulk_waits && tx.bulk_yield.holds(Instant::now(), self.inbound.presence_due(&self.params.peer)).is_some();
         let mut shared = self.lock();
         let mut plain = Vec::new();
         let mut implied = 0;
@@ -887,7 +907,7 @@ impl Conn {
         let mut by_class = [control_len, 0, 0, 0];
         let mut prompt = false;
         for class in Class::ALL {
-            if (class == Class::Bulk && !bulk_ok) || answered_bye {
+            if (class == Class::Bulk && (!bulk_ok || bulk_gives_way)) || answered_bye {
                 continue;
             }
             let i = class.index();
@@ -977,6 +997,9 @@ impl Conn {
             }
             by_class[i + 1] = plain.len() - class_start;
         }
+        if by_class[Class::Presence.index() + 1] + by_class[Class::Short.index() + 1] > 0 {
+            tx.bulk_yield.presence_written(Instant::now());
+        }
         Ok((plain, by_class, prompt))
     }
 }
@@ -1017,6 +1040,8 @@ struct Sending {
     stream_wins: [bool; 3],
     nonce: u64,
     last_write: Instant,
+    /// Bulk giving way to a presence batch about to close.
+    bulk_yield: BulkYield,
 }
 
 /// A message being written.

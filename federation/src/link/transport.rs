@@ -121,6 +121,14 @@ impl Inbound for LinkInbound {
         self.exchange.outbound().calling(peer, up);
     }
 
+    fn presence_due(&self, peer: &str) -> Option<Duration> {
+        let outbound = self.exchange.outbound();
+        let [presence, short, _] = outbound.waiting().since(peer);
+        presence.or(short)?;
+        let closes = outbound.window_closes(peer)?;
+        Some(Duration::from_millis(closes.saturating_sub(outbound.clock().now_ms())))
+    }
+
     fn heard(&self, peer: &str) {
         self.exchange.heard(peer);
         if let Some(p) = self.peers.get(peer) {
