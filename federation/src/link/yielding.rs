@@ -8,6 +8,10 @@
 //! waits until that batch is written: the queue drains while the batch gathers, and
 //! the batch meets an almost empty line.
 //!
+//! A batch due at once (a line that calls has a call up, a reminder is due) leaves
+//! the line no time to drain, so bulk does not hold back for it: that would only
+//! part bulk from the batch's message for nothing.
+//!
 //! Two bounds keep this from starving bulk. One yield lasts until the batch window
 //! that started it closes (plus [`GATHER_GRACE`] for the sender to gather and queue
 //! the batch), never through the windows after it. And a new yield starts only once
@@ -49,7 +53,9 @@ impl BulkYield {
                 None
             }
             None => {
-                let due = presence_due?;
+                // A batch due at once (a call is up, a reminder is due) leaves the line
+                // no time to drain: holding bulk back would only cost it a message.
+                let due = presence_due.filter(|due| !due.is_zero())?;
                 if now.saturating_duration_since(self.resumed) < self.last {
                     return None;
                 }
@@ -90,6 +96,7 @@ mod tests {
         let t0 = Instant::now();
         let mut y = BulkYield::new(t0);
         assert_eq!(y.holds(t0, None), None, "nothing waits: bulk goes");
+        assert_eq!(y.holds(t0, Some(Duration::ZERO)), None, "a batch due at once: bulk goes");
         let until = y.holds(t0, Some(500 * MS)).expect("presence waits: bulk holds");
         assert_eq!(until, t0 + 500 * MS + GATHER_GRACE);
         // A later look (the window is the same) holds to the same time.
