@@ -1,7 +1,8 @@
 //! End-to-end encryption's server side between two users of one server, through
 //! HTTP against the real binary: keys uploaded and queried, one-time keys claimed
 //! once only (then the fallback key), to-device messages delivered exactly once and
-//! kept across a `kill -9` until acknowledged, and the E2EE parts of `/sync`.
+//! kept across a `kill -9` until acknowledged, the E2EE parts of `/sync`, and a
+//! deleted or logged-out device's keys gone.
 
 use serde_json::{Value, json};
 use tidings_sytest::{ServerOptions, Session, TestServer, assert_matrix_error};
@@ -260,6 +261,30 @@ async fn device_list_changes_reach_sync_and_keys_changes_and_deleting_a_device_r
         )
         .await;
     assert_eq!(claimed["one_time_keys"], json!({}), "{claimed}");
+}
+
+#[tokio::test]
+async fn logging_out_removes_the_devices_keys_and_tells_who_shares_a_room() {
+    let hs = TestServer::start(ServerOptions::default()).await;
+    let (alice, bob, _) = alice_and_bob_share_a_room(&hs).await;
+    upload(&alice, json!({"device_keys": device_keys(&alice), "one_time_keys": (1..=2).map(otk).collect::<serde_json::Map<_, _>>()})).await;
+    let before = query_keys(&bob, &alice).await;
+    assert!(before["device_keys"][&alice.user_id].get(&alice.device_id).is_some(), "uploaded: {before}");
+    let since = bob.sync(None, 0).await["next_batch"].as_str().expect("next_batch").to_owned();
+
+    let (status, body) = alice.post(&format!("{V3}/logout"), json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    let after = bob.sync(Some(&since), 10_000).await;
+    assert_eq!(after["device_lists"]["changed"], json!([alice.user_id]), "a logout is a device change: {after}");
+    let query = query_keys(&bob, &alice).await;
+    assert!(query["device_keys"][&alice.user_id].get(&alice.device_id).is_none(), "its keys are gone: {query}");
+    let (_, claimed) = bob
+        .post(
+            &format!("{V3}/keys/claim"),
+            json!({"one_time_keys": {alice.user_id.clone(): {alice.device_id.clone(): "signed_curve25519"}}}),
+        )
+        .await;
+    assert_eq!(claimed["one_time_keys"], json!({}), "its one-time keys are gone: {claimed}");
 }
 
 #[tokio::test]

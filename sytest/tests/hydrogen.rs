@@ -86,6 +86,8 @@ async fn hydrogen_users_log_in_accept_an_invite_and_talk() {
         "hydrogen-timeline-bob.png",
         "hydrogen-timeline-1.png",
         "hydrogen-timeline-1-bob.png",
+        "hydrogen-failed-alice.png",
+        "hydrogen-failed-bob.png",
     ] {
         let _ = std::fs::remove_file(artifacts().join(shot)); // only this run's screenshots count
     }
