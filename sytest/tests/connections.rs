@@ -71,11 +71,13 @@ async fn a_half_sent_request_head_is_closed_after_the_header_timeout() {
     const HEADER_MS: u64 = 500;
     let hs = TestServer::start(opts("slow.test", HEADER_MS, 60_000)).await;
 
-    let mut half = TcpStream::connect(hs.addr()).await.expect("connect");
+    // Each "not before" bound counts from before the connect: the server's timer
+    // starts when it accepts, which may come before `connect` returns here.
     let opened = Instant::now();
+    let mut half = TcpStream::connect(hs.addr()).await.expect("connect");
     half.write_all(b"GET /_matrix/client/versions HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ").await.expect("write");
-    let mut silent = TcpStream::connect(hs.addr()).await.expect("connect");
     let silent_opened = Instant::now();
+    let mut silent = TcpStream::connect(hs.addr()).await.expect("connect");
 
     let (got, closed) = read_until_closed(&mut half, Duration::from_secs(10)).await;
     let after = closed - opened;
@@ -85,8 +87,8 @@ async fn a_half_sent_request_head_is_closed_after_the_header_timeout() {
     assert!(closed - silent_opened >= Duration::from_millis(HEADER_MS - 50));
 
     // A head trickled in one byte at a time is cut at the same deadline.
-    let mut trickle = TcpStream::connect(hs.addr()).await.expect("connect");
     let started = Instant::now();
+    let mut trickle = TcpStream::connect(hs.addr()).await.expect("connect");
     let head = b"GET /_matrix/client/versions HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
     let mut cut = false;
     for byte in head {
@@ -129,13 +131,15 @@ async fn an_idle_keepalive_connection_is_closed_but_a_waiting_sync_is_not() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     // Kept alive past the header timeout: a second request is still answered.
     tokio::time::sleep(Duration::from_millis(HEADER_MS + 300)).await;
+    // The idle time counts from before the second request: the server's keep-alive
+    // timer starts when it sent the answer, before it is read here.
+    let asked_again = Instant::now();
     conn.write_all(b"GET /_matrix/client/versions HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").await.expect("write");
     let answer = read_response(&mut conn).await;
-    let answered_again = Instant::now();
     assert!(answer.starts_with("HTTP/1.1 200"), "the keep-alive connection was cut early: {answer}");
-    assert!(answered_again - answered >= Duration::from_millis(HEADER_MS));
+    assert!(asked_again - answered >= Duration::from_millis(HEADER_MS));
     let (_, closed) = read_until_closed(&mut conn, Duration::from_secs(10)).await;
-    let idle = closed - answered_again;
+    let idle = closed - asked_again;
     assert!(idle >= Duration::from_millis(KEEPALIVE_MS - 100), "closed after {idle:?} idle, before keepalive");
 
     // A long poll longer than both timeouts is answered when its own timeout ends.

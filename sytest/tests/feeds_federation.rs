@@ -110,8 +110,10 @@ async fn three_sites_share_one_fetch_per_interval_and_each_user_sees_each_item_o
     tokio::time::sleep(Duration::from_millis(12 * INTERVAL_MS)).await;
     let fetches = origin.fetch_count() - before;
     let intervals = start.elapsed().as_millis() as usize / INTERVAL_MS as usize;
+    // At most one fetch per interval (three sites fetching would make three); at least
+    // half as many (a loaded machine runs each poll's timer late).
     assert!(
-        (intervals.saturating_sub(3)..=intervals + 2).contains(&fetches),
+        (intervals / 2..=intervals + 2).contains(&fetches),
         "{fetches} origin fetches in {intervals} intervals: one site should fetch, once per interval"
     );
     let admins = [sites[0].create_admin("root", PW).await, sites[1].create_admin("root", PW).await];
@@ -146,11 +148,17 @@ async fn a_peers_site_never_touches_the_origin() {
     // Every fetch the origin saw is one shore counted; ship counted none.
     let shore_admin = sites[0].create_admin("root", PW).await;
     let ship_admin = sites[1].create_admin("root", PW).await;
+    // Shore keeps fetching while it is asked: its count lies between what the origin
+    // saw just before (less one fetch under way) and just after.
+    let seen_before = origin.fetch_count() as u64;
     let shore = admin_feed(&shore_admin).await;
+    let seen_after = origin.fetch_count() as u64;
     let ship = admin_feed(&ship_admin).await;
-    let seen = origin.fetch_count() as u64;
     let counted = shore["fetches"].as_u64().unwrap_or(0);
-    assert!(seen == counted || seen == counted + 1, "origin saw {seen}, shore made {counted}: {shore}");
+    assert!(
+        (seen_before.saturating_sub(1)..=seen_after).contains(&counted),
+        "origin saw {seen_before} to {seen_after}, shore made {counted}: {shore}"
+    );
     assert_eq!(ship["fetches"], json!(0), "ship never fetched: {ship}");
     assert_eq!(shore["subscribers"], json!(0), "shore fetches it for ship alone: {shore}");
 }

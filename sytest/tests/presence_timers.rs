@@ -109,9 +109,10 @@ fn device_idle(content: &Value, device_id: &str) -> Option<bool> {
 async fn silent_user_goes_offline_after_offline_after_ms() {
     let hs = server(300_000, SHORT_MS).await;
     let (alice, bob) = watcher_and_target(&hs).await;
-    // Bob's last request: from here on his device is silent.
-    put_status(&bob, "online").await;
+    // Bob's last request: from here on his device is silent. (The clock starts before
+    // it: the server counts from when the request arrived, not from its answer.)
     let last_request = Instant::now();
+    put_status(&bob, "online").await;
 
     let mut stream = alice.syncer();
     let initial = stream.next(0).await;
@@ -142,8 +143,8 @@ fn find_event(sync: &Value, sender: &str) -> Option<Value> {
 async fn syncing_only_device_goes_unavailable_but_stays_present() {
     let hs = server(SHORT_MS, SHORT_MS).await;
     let (alice, bob) = watcher_and_target(&hs).await;
-    put_status(&bob, "online").await;
     let last_request = Instant::now();
+    put_status(&bob, "online").await;
     let syncing = keep_syncing(&bob);
 
     let body = wait_presence(&alice, &bob.user_id, "unavailable", Duration::from_secs(8)).await;

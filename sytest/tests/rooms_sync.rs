@@ -251,7 +251,8 @@ async fn typing_expires_on_its_timeout() {
     let mut stream = bob.syncer();
     stream.next(0).await;
     let typing = room_path(&room, &format!("/typing/{}", encode_component(&alice.user_id)));
-    alice.put(&typing, json!({"typing": true, "timeout": 500})).await;
+    // Long enough that bob's next sync, on a loaded machine, still finds her typing.
+    alice.put(&typing, json!({"typing": true, "timeout": 3000})).await;
     let ids = |s: &Value| -> Option<Vec<Value>> {
         s["rooms"]["join"][&room]["ephemeral"]["events"]
             .as_array()?
