@@ -52,13 +52,13 @@ async function login(user, password) {
     const consoleLines = [];
     page.on("pageerror", (e) => problems.push(`pageerror: ${e.message}`));
     page.on("console", (m) => { consoleLines.push(`${m.type()}: ${m.text()}`); });
-    diagnostics[user] = { calls, consoleLines };
     page.on("console", (m) => { if (m.type() === "error" || m.type() === "warn") problems.push(`console ${m.type()}: ${m.text()}`); });
     page.on("response", (r) => {
         if (!r.url().startsWith(homeserver) && r.status() >= 400) problems.push(`HTTP ${r.status()} ${r.url()}`);
         if (r.url().startsWith(homeserver)) calls.push(`${r.status()} ${r.request().method()} ${r.url().slice(homeserver.length).split("?")[0]}`);
         if (r.url().startsWith(homeserver) && r.status() >= 400) problems.push(`HTTP ${r.status()} ${r.request().method()} ${r.url()}`);
     });
+    diagnostics[user] = { calls, consoleLines };
     await page.goto(app, { waitUntil: "domcontentloaded" });
     await page.waitForSelector("#homeserver", { timeout: 30000 });
     await page.$eval("#homeserver", (el) => { el.value = ""; });
@@ -109,6 +109,8 @@ async function login(user, password) {
 }
 
 const pages = {};
+/** The message composer: shown only in a room the user has joined. */
+const COMPOSER = ".MessageComposer textarea, .MessageComposer input";
 /** Per user: every request to the homeserver and every console line, for failure reports. */
 const diagnostics = {};
 
@@ -118,7 +120,7 @@ async function openRoom(page, name) {
 }
 
 async function say(page, text) {
-    const input = await page.waitForSelector(".MessageComposer textarea, .MessageComposer input", { visible: true, timeout: 30000 });
+    const input = await page.waitForSelector(COMPOSER, { visible: true, timeout: 30000 });
     await input.type(text);
     await page.keyboard.press("Enter");
 }
@@ -148,7 +150,7 @@ async function talk(roomName, [first, second], n) {
     const accept = await b.waitForSelector("xpath/.//div[contains(@class, 'InviteView')]//button[contains(., 'Accept')]", { visible: true, timeout: 30000 })
         .catch(() => { throw new Error(`${second} was never shown the invite to ${roomName}`); });
     await accept.click();
-    await b.waitForSelector(".MessageComposer textarea, .MessageComposer input", { visible: true, timeout: 30000 })
+    await b.waitForSelector(COMPOSER, { visible: true, timeout: 30000 })
         .catch(() => { throw new Error(`${second} accepted the invite to ${roomName} but never got its composer`); });
     await openRoom(a, roomName);
     await say(a, `Hello ${second}, this is ${first} in ${roomName}`);

@@ -88,7 +88,8 @@ pub struct Acked {
     pub lazily: bool,
 }
 
-/// Where received transactions go, and who hears of traffic.
+/// The link's view of core: where received transactions go, who hears of traffic,
+/// and when what waits to be sent is due.
 pub trait Inbound: Send + Sync + std::fmt::Debug {
     /// A message arrived from `peer` (counts for its short watchdog).
     fn heard(&self, peer: &str);
